@@ -1,0 +1,338 @@
+"""The structured request scope, driven in-process (deterministic, virtual time)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+from trioweb import App, DisconnectToken, HTTPError, IOCancelledError, Request, Response
+from trioweb.testing import TestClient
+
+
+def trioweb_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "trioweb"]
+
+
+async def test_disconnect_cancels_handler_and_child_and_runs_callbacks_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "trioweb")
+    app = App()
+    record: list[str] = []
+
+    async def child() -> None:
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            record.append("child cancelled")
+            raise
+
+    @app.get("/slow")
+    async def slow(token: DisconnectToken, nursery: trio.Nursery) -> str:
+        token.register(record.append, "callback 1")
+        token.register(record.append, "callback 2")
+        nursery.start_soon(child)
+        try:
+            await trio.sleep(60)
+        except trio.Cancelled:
+            record.append(f"handler cancelled, token set={token.is_set()}")
+            raise
+        return "never"
+
+    async with TestClient(app) as client, client.stream("GET", "/slow") as call:
+        await trio.testing.wait_all_tasks_blocked()
+        await call.disconnect()
+    assert sorted(record) == sorted(
+        ["callback 1", "callback 2", "child cancelled", "handler cancelled, token set=True"]
+    )
+    # Callbacks run before the scope is cancelled, in registration order.
+    assert record[:2] == ["callback 1", "callback 2"]
+    assert call.status_code is None
+    assert call.outcome == "disconnected" and call.handler_cancelled
+    logs = trioweb_records(caplog)
+    assert [r.levelno for r in logs] == [logging.INFO]
+    assert logs[0].getMessage().startswith("GET /slow cancelled: client disconnected after ")
+    assert logs[0].exc_info is None
+
+
+async def test_normal_request_never_sets_token_and_disposes_it() -> None:
+    app = App()
+    tokens: list[DisconnectToken] = []
+    ran: list[str] = []
+
+    @app.get("/quick")
+    async def quick(token: DisconnectToken) -> dict[str, bool]:
+        tokens.append(token)
+        token.register(ran.append, "callback")
+        await trio.sleep(0)  # blocks once: the watcher is running
+        return {"set": token.is_set()}
+
+    async with TestClient(app) as client:
+        response = await client.get("/quick")
+    assert response.json() == {"set": False}
+    (token,) = tokens
+    assert not token.is_set() and token.disposed and ran == []
+    stats = token.statistics()
+    assert (stats.callbacks_registered, stats.callbacks_run, stats.disposed) == (0, 0, True)
+
+
+async def test_timeout_answers_504(autojump_clock: trio.testing.MockClock) -> None:
+    app = App()
+
+    @app.get("/slow", timeout=2)
+    async def slow(nursery: trio.Nursery) -> str:
+        nursery.start_soon(trio.sleep_forever)
+        await trio.sleep_forever()
+        return "never"
+
+    async with TestClient(app) as client, client.stream("GET", "/slow") as call:
+        response = await call.read()
+    assert response.status_code == 504
+    assert call.outcome == "timed out" and call.handler_cancelled
+    assert trio.current_time() == pytest.approx(2)
+
+
+async def test_cancel_on_disconnect_false_runs_to_completion(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "trioweb")
+    app = App()
+    record: list[str] = []
+
+    @app.post("/pay", cancel_on_disconnect=False)
+    async def pay(token: DisconnectToken) -> str:
+        token.register(record.append, "callback")
+        await trio.sleep(1)
+        record.append(f"paid, token set={token.is_set()}")
+        return "receipt"
+
+    async with TestClient(app) as client, client.stream("POST", "/pay") as call:
+        await trio.testing.wait_all_tasks_blocked()
+        await call.disconnect()
+    assert record == ["callback", "paid, token set=True"]
+    assert call.status_code is None  # the response was discarded
+    assert call.outcome == "disconnected" and not call.handler_cancelled
+    assert "ran to completion after the client disconnected" in caplog.text
+
+
+async def test_body_over_limit_is_413_without_reading_it() -> None:
+    app = App(max_body_size=10)
+    record: list[str] = []
+
+    @app.post("/upload")
+    async def upload() -> str:
+        try:
+            await trio.sleep_forever()
+        finally:
+            record.append("handler ended")
+        return "never"
+
+    async with TestClient(app) as client, client.stream("POST", "/upload", upload=True) as call:
+        await call.send_body(b"x" * 8)
+        await trio.testing.wait_all_tasks_blocked()
+        await call.send_body(b"x" * 8)
+        response = await call.read()
+    assert response.status_code == 413
+    assert record == ["handler ended"]
+
+
+async def test_body_is_buffered_by_the_framework() -> None:
+    app = App()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> bytes:
+        return await request.body()
+
+    async with TestClient(app) as client, client.stream("POST", "/echo", upload=True) as call:
+        await call.send_body(b"hello ")
+        await call.send_body(b"world", final=True)
+        response = await call.read()
+    assert response.content == b"hello world"
+
+
+async def test_handler_error_is_500_with_generic_body_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise ValueError("secret detail")
+
+    async with TestClient(app) as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert b"secret" not in response.content and b"Traceback" not in response.content
+    (record,) = trioweb_records(caplog)
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+async def test_child_task_error_is_500_not_an_exception_group_escaping() -> None:
+    app = App()
+
+    async def failing_child() -> None:
+        await trio.sleep(0)
+        raise KeyError("child")
+
+    @app.get("/child")
+    async def handler(nursery: trio.Nursery) -> str:
+        nursery.start_soon(failing_child)
+        await trio.sleep_forever()
+        return "never"
+
+    async with TestClient(app) as client:
+        response = await client.get("/child")
+    assert response.status_code == 500
+
+
+async def test_debug_shows_traceback() -> None:
+    app = App(debug=True)
+
+    @app.get("/boom")
+    async def boom() -> str:
+        raise ValueError("visible")
+
+    async with TestClient(app) as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500 and b"ValueError: visible" in response.content
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "content_type", "body"),
+    [
+        ("text", 200, "text/plain; charset=utf-8", b"text"),
+        (b"\x00raw", 200, "application/octet-stream", b"\x00raw"),
+        ({"a": [1, "é"]}, 200, "application/json", '{"a":[1,"é"]}'.encode()),
+        ([1, 2], 200, "application/json", b"[1,2]"),
+        (None, 204, None, b""),
+        (Response("made", status=201, headers={"x-a": "b"}), 201, "text/plain; charset=utf-8", b"made"),
+    ],
+)
+async def test_return_values(value: object, status: int, content_type: str | None, body: bytes) -> None:
+    app = App()
+
+    @app.get("/")
+    async def handler() -> object:
+        return value
+
+    async with TestClient(app) as client:
+        response = await client.get("/")
+    assert (response.status_code, response.headers.get("content-type"), response.content) == (
+        status, content_type, body,
+    )
+
+
+async def test_http_error_from_handler_and_from_child() -> None:
+    app = App()
+
+    @app.get("/direct")
+    async def direct() -> str:
+        raise HTTPError(404, "no such lottery", headers={"x-why": "gone"})
+
+    async def child() -> None:
+        raise HTTPError(409, "conflict")
+
+    @app.get("/child")
+    async def via_child(nursery: trio.Nursery) -> str:
+        nursery.start_soon(child)
+        await trio.sleep_forever()
+        return "never"
+
+    async with TestClient(app) as client:
+        direct_response = await client.get("/direct")
+        child_response = await client.get("/child")
+    assert (direct_response.status_code, direct_response.text) == (404, "no such lottery")
+    assert direct_response.headers["x-why"] == "gone"
+    assert child_response.status_code == 409
+
+
+async def test_unsupported_return_value_is_500() -> None:
+    app = App()
+
+    @app.get("/")
+    async def handler() -> object:
+        return object()
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).status_code == 500
+
+
+async def test_cancel_io_interrupts_body_read_and_handler_still_answers() -> None:
+    app = App()
+
+    @app.post("/upload")
+    async def upload(request: Request, nursery: trio.Nursery) -> str:
+        async def cancel_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            request.cancel_io()
+
+        nursery.start_soon(cancel_soon)
+        try:
+            await request.body()
+        except IOCancelledError as error:
+            return f"gave up: {error}"
+        return "read it all"
+
+    async with TestClient(app) as client, client.stream("POST", "/upload", upload=True) as call:
+        await call.send_body(b"partial")
+        response = await call.read()
+    assert response.status_code == 200
+    assert response.text == "gave up: the pending body read was cancelled by cancel_io()"
+    assert call.outcome == "completed"
+
+
+async def test_abort_ends_without_a_complete_response(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "trioweb")
+    app = App()
+
+    @app.get("/abort")
+    async def abort(request: Request) -> str:
+        request.abort()
+        await trio.sleep(0)
+        return "never"
+
+    async with TestClient(app) as client, client.stream("GET", "/abort") as call:
+        await call.wait_response_start()
+        await call.wait_app_done()
+    assert call.outcome == "aborted"
+    assert call.headers["content-length"] == "1" and call.headers["connection"] == "close"
+    assert "GET /abort ended after" in caplog.text and "aborted" in caplog.text
+
+
+async def test_close_after_response_sends_connection_close() -> None:
+    app = App()
+
+    @app.get("/bye")
+    async def bye(request: Request) -> str:
+        request.close_after_response()
+        return "bye"
+
+    @app.get("/bye2")
+    async def bye2() -> Response:
+        return Response("bye", close_connection=True)
+
+    async with TestClient(app) as client:
+        for path in ("/bye", "/bye2"):
+            response = await client.get(path)
+            assert response.headers["connection"] == "close" and response.text == "bye"
+
+
+async def test_late_token_request_after_disconnect_is_already_set(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    app = App()
+    seen: list[bool] = []
+
+    @app.post("/late", cancel_on_disconnect=False)
+    async def late(request: Request) -> str:
+        await trio.sleep(1)
+        seen.append(request.token.is_set())
+        return "x"
+
+    async with TestClient(app) as client, client.stream("POST", "/late") as call:
+        await trio.testing.wait_all_tasks_blocked()
+        await call.disconnect()
+    assert seen == [True]

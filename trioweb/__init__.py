@@ -1,0 +1,53 @@
+"""trioweb: a Trio-native web framework where the client going away cancels the request."""
+
+from ._app import App as App
+from ._errors import BlockingCallbackError as BlockingCallbackError
+from ._errors import HTTPError as HTTPError
+from ._errors import IOCancelledError as IOCancelledError
+from ._errors import RouteDefinitionError as RouteDefinitionError
+from ._errors import TokenDisposedError as TokenDisposedError
+from ._errors import WebSocketAbortedError as WebSocketAbortedError
+from ._errors import WebSocketClosed as WebSocketClosed
+from ._errors import WebSocketDisposedError as WebSocketDisposedError
+from ._errors import WebSocketError as WebSocketError
+from ._errors import WebSocketStateError as WebSocketStateError
+from ._datastructures import Headers as Headers
+from ._datastructures import QueryParams as QueryParams
+from ._request import Request as Request
+from ._response import Response as Response
+from ._serve import Server as Server
+from ._serve import serve as serve
+from ._shield import shielded as shielded
+from ._token import CallbackRegistration as CallbackRegistration
+from ._token import DisconnectToken as DisconnectToken
+from ._token import DisconnectTokenStatistics as DisconnectTokenStatistics
+from ._version import __version__ as __version__
+from ._websocket import WebSocket as WebSocket
+from ._websocket import WebSocketState as WebSocketState
+
+__all__ = [
+    "App",
+    "BlockingCallbackError",
+    "CallbackRegistration",
+    "DisconnectToken",
+    "DisconnectTokenStatistics",
+    "HTTPError",
+    "Headers",
+    "IOCancelledError",
+    "QueryParams",
+    "Request",
+    "Response",
+    "RouteDefinitionError",
+    "Server",
+    "TokenDisposedError",
+    "WebSocket",
+    "WebSocketAbortedError",
+    "WebSocketClosed",
+    "WebSocketDisposedError",
+    "WebSocketError",
+    "WebSocketState",
+    "WebSocketStateError",
+    "__version__",
+    "serve",
+    "shielded",
+]

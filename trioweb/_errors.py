@@ -1,0 +1,119 @@
+"""The exceptions trioweb raises, in one place.
+
+The tree::
+
+    TypeError
+     ├── BlockingCallbackError      a blocking callback given to DisconnectToken.register
+     └── RouteDefinitionError       a route or handler that cannot work (decoration time)
+    RuntimeError
+     └── TokenDisposedError         a DisconnectToken used after its request ended
+    Exception
+     ├── HTTPError                  raise anywhere in a handler to answer with that status
+     ├── IOCancelledError           a body read or response write cut by Request.cancel_io()
+     └── WebSocketError
+          ├── WebSocketClosed       the conversation is over (carries code and reason)
+          └── WebSocketStateError   an operation the socket's state does not allow
+               ├── WebSocketDisposedError   used after its handler returned
+               └── WebSocketAbortedError    used after Request/WebSocket abort()
+
+Errors that are bugs in the caller (the TypeErrors, the state errors) are raised
+eagerly, at the call that made the mistake, so the traceback points at it.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+
+@final
+class BlockingCallbackError(TypeError):
+    """A callback that would block the Trio thread was given to ``register()``.
+
+    Coroutine functions, async callables, partials of either and known blocking
+    calls (``time.sleep``, ``threading.Event.wait``, ``threading.Lock.acquire``,
+    ``trio.from_thread.run`` and friends) are refused: a disconnect callback runs
+    synchronously on the Trio thread and must return at once.
+    """
+
+
+@final
+class RouteDefinitionError(TypeError):
+    """A route that can never work, found when it is declared.
+
+    For example a handler parameter that nothing can bind, or a path converter
+    that does not exist. The message names the handler and the parameter.
+    """
+
+
+@final
+class TokenDisposedError(RuntimeError):
+    """A :class:`~trioweb.DisconnectToken` was used after its request ended."""
+
+
+class HTTPError(Exception):
+    """Raise from a handler (or anything it calls) to answer with ``status``.
+
+    Args:
+        status: The HTTP status code of the response.
+        detail: A short text sent as the response body.
+        headers: Extra response headers.
+    """
+
+    def __init__(
+        self, status: int, detail: str = "", *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.detail}".strip()
+
+
+@final
+class IOCancelledError(Exception):
+    """A pending body read or response write was cancelled by ``Request.cancel_io()``.
+
+    Unlike a disconnect, this does not cancel the handler: it may catch this
+    exception and still answer.
+    """
+
+
+class WebSocketError(Exception):
+    """Base class of the WebSocket errors."""
+
+
+@final
+class WebSocketClosed(WebSocketError):
+    """The WebSocket conversation is over; nothing more can be received.
+
+    Attributes:
+        code: The close code. Hypercorn reports 1006 for every close the client
+            starts, whatever code the client sent (hypercorn issue 127).
+        reason: The close reason, where the server reports one.
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"WebSocket closed with code {self.code}" + (
+            f": {self.reason}" if self.reason else ""
+        )
+
+
+class WebSocketStateError(WebSocketError, RuntimeError):
+    """The WebSocket is in a state that does not allow the operation."""
+
+
+@final
+class WebSocketDisposedError(WebSocketStateError):
+    """The WebSocket was used after its handler had returned."""
+
+
+@final
+class WebSocketAbortedError(WebSocketStateError):
+    """The WebSocket was used after the connection was aborted."""

@@ -1,0 +1,118 @@
+"""Responses, and the conversion of whatever a handler returns into one. Pure."""
+
+from __future__ import annotations
+
+import datetime
+import http
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+_TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json"
+_OCTETS = "application/octet-stream"
+
+
+def _json_default(value: object) -> object:
+    if attrs.has(type(value)):
+        return attrs.asdict(value)  # type: ignore[arg-type]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_bytes(value: object) -> bytes:
+    """Compact UTF-8 JSON; attrs instances, UUIDs and datetimes are understood."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+    ).encode()
+
+
+class Response:
+    """A complete HTTP response.
+
+    Args:
+        body: The body; ``str`` is encoded as UTF-8.
+        status: The status code.
+        headers: Extra headers. ``content-length`` is always computed.
+        media_type: The ``content-type``; by default ``text/plain; charset=utf-8``
+            for a ``str`` body and ``application/octet-stream`` for bytes.
+        close_connection: Close the connection once this response is complete
+            (sends ``Connection: close``).
+    """
+
+    __slots__ = ("body", "close_connection", "headers", "media_type", "status")
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        *,
+        close_connection: bool = False,
+    ) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+            media_type = media_type or _TEXT
+        elif not isinstance(body, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Response body must be bytes or str, not {type(body).__name__}")
+        if not 100 <= status <= 599:
+            raise ValueError(f"status {status} is not an HTTP status code")
+        self.body = bytes(body)
+        self.status = status
+        self.headers = dict(headers or {})
+        self.media_type = media_type
+        self.close_connection = close_connection
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as ASGI wants them, with content type and length added."""
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+               for name, value in self.headers.items()]
+        names = {name for name, _ in raw}
+        if b"content-type" not in names and (self.body or self.media_type):
+            raw.append((b"content-type", (self.media_type or _OCTETS).encode("latin-1")))
+        if b"content-length" not in names and self.status >= 200 and self.status not in (204, 304):
+            raw.append((b"content-length", str(len(self.body)).encode()))
+        if self.close_connection:
+            raw.append((b"connection", b"close"))
+        return raw
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.media_type or ''} {len(self.body)} bytes>"
+
+
+def status_response(status: int, detail: str = "", headers: Mapping[str, str] | None = None
+                    ) -> Response:
+    """A short text response for a status, such as 404 Not Found."""
+    return Response(detail or http.HTTPStatus(status).phrase, status, headers)
+
+
+def to_response(value: Any) -> Response:
+    """Convert a handler's return value.
+
+    ``str`` is text/plain, ``bytes`` application/octet-stream, ``dict``,
+    ``list`` and attrs instances JSON, ``None`` 204 No Content.
+
+    Raises:
+        TypeError: The value is none of those.
+    """
+    if isinstance(value, Response):
+        return value
+    if isinstance(value, str):
+        return Response(value.encode(), 200, None, _TEXT)
+    if isinstance(value, (dict, list)) or attrs.has(type(value)):
+        return Response(json_bytes(value), 200, None, _JSON)
+    if value is None:
+        return Response(b"", 204)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return Response(bytes(value), 200, None, _OCTETS)
+    raise TypeError(
+        f"a handler returned {type(value).__name__}; return str, bytes, dict, list, "
+        "an attrs instance, None or a trioweb.Response"
+    )

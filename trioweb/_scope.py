@@ -1,0 +1,505 @@
+"""The structured request scope: one HTTP request from routing to the last byte.
+
+Theory of operation
+-------------------
+Every request runs inside one ``trio.CancelScope``, the request scope. When the
+handler asks for a ``trio.Nursery`` the scope is that nursery's cancel scope,
+so its child tasks live and die with the request. A disconnect cancels that
+scope, and the handler and its children unwind the way Trio cancels anything.
+
+Watching for a disconnect needs a task that keeps draining ``receive()``
+(hypercorn queues ``http.disconnect`` there and nowhere else). A task per
+request would cost more than the rest of the framework together, so the
+watcher starts lazily: the handler coroutine is driven by hand (``coro.send``)
+and a handler that finishes without ever yielding to Trio, the common case for
+plain routes, never gets one. It cannot be cancelled anyway. At the first
+yield the watcher starts and the handler continues under ``_resume``, which
+forwards every Trio trap unchanged, as ``await`` would. The request scope is
+entered *before* the first step, so the cancel-scope stack stays properly
+nested whatever the handler does.
+
+The watcher is a task in the request's nursery when there is one, otherwise a
+Trio system task (it never raises). It buffers the body up to
+``max_body_size`` (413 past it), wakes body readers, and on ``http.disconnect``
+calls :meth:`HTTPExchange._on_disconnect`, which sets the token, runs its
+callbacks and cancels the scope. Hypercorn also sends ``http.disconnect``
+after every *normal* response, so a disconnect that arrives once the final
+body message was handed to the server (``_Phase.SENT``) is not an abort.
+
+Known server gaps this module designs around: ``send()`` never raises after a
+disconnect, and on HTTP/2 it can hang forever after a TCP close, so HTTP/2
+requests always get a watcher and every guarded send runs in a cancel scope the
+watcher cancels. Trio's memory channels never return a queued message in a
+cancelled scope (hypercorn issue 210), so the watcher's own scope is only
+cancelled once nobody needs what it would read.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import sys
+import time
+import traceback
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._binding import Source
+from ._errors import HTTPError, IOCancelledError
+from ._request import Request
+from ._response import Response, status_response, to_response
+from ._token import DisconnectToken
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ._app import App, Endpoint
+    from ._websocket import WebSocket
+
+logger = logging.getLogger("trioweb")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Outcome(enum.Enum):
+    """How a request ended (reported to the test client)."""
+
+    COMPLETED = "completed"
+    DISCONNECTED = "disconnected"
+    TIMED_OUT = "timed out"
+    ABORTED = "aborted"
+    TOO_LARGE = "body too large"
+    FAILED = "failed"
+
+
+class _Phase(enum.IntEnum):
+    HANDLER = 0  # the handler runs
+    SENDING = 1  # the handler returned; the response is on its way
+    SENT = 2  # the final body message was handed to the server
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
+    """Continue ``coro``, already sent its first value, as ``await coro`` would.
+
+    ``trap`` is what its first step yielded. Trio resumes tasks with
+    ``coro.send(value)`` or ``coro.throw(error)``; both are passed straight on.
+    """
+    while True:
+        try:
+            value = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as error:
+            try:
+                trap = coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                trap = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+def report_outcome(scope: dict[str, Any], outcome: Outcome, handler_cancelled: bool) -> None:
+    """Tell a test client (``trioweb.testing``) how the request ended, if one asks."""
+    extensions = scope.get("extensions")
+    if extensions:
+        report = extensions.get("trioweb.outcome")
+        if report is not None:
+            report["outcome"] = outcome.value
+            report["handler_cancelled"] = handler_cancelled
+
+
+class ExchangeBase:
+    """What HTTP and WebSocket exchanges share: binding, the token, the outcome."""
+
+    __slots__ = (
+        "_nursery",
+        "_token",
+        "_watch_scope",
+        "app",
+        "cancel_scope",
+        "endpoint",
+        "outcome",
+        "params",
+        "receive",
+        "scope",
+        "send",
+        "started_at",
+        "websocket",
+    )
+
+    def __init__(
+        self,
+        app: App,
+        endpoint: Endpoint,
+        params: dict[str, object],
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.params = params
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.cancel_scope: trio.CancelScope | None = None
+        self.outcome: Outcome | None = None
+        self.started_at = 0.0
+        self.websocket: WebSocket | None = None
+        self._nursery: trio.Nursery | None = None
+        self._token: DisconnectToken | None = None
+        self._watch_scope: trio.CancelScope | None = None
+
+    def _bind(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {}
+        for binder in self.endpoint.plan.binders:
+            source = binder.source
+            if source is Source.PATH:
+                kwargs[binder.name] = self.params[binder.name]
+            elif source is Source.REQUEST:
+                kwargs[binder.name] = self.get_request()
+            elif source is Source.TOKEN:
+                kwargs[binder.name] = self.get_token()
+            elif source is Source.NURSERY:
+                kwargs[binder.name] = self._nursery
+            elif source is Source.APP:
+                kwargs[binder.name] = self.app
+            elif source is Source.WEBSOCKET:
+                kwargs[binder.name] = self.websocket
+        return kwargs
+
+    def get_request(self) -> Request:
+        raise NotImplementedError  # only HTTP exchanges have a Request
+
+    def get_token(self) -> DisconnectToken:
+        if self._token is None:
+            self._token = DisconnectToken._create(self._describe(), self.app.callback_budget)
+            if self.outcome is Outcome.DISCONNECTED:
+                self._token._trip()
+        return self._token
+
+    def _describe(self) -> str:
+        return f"{self.scope.get('method', 'WEBSOCKET')} {self.scope.get('path')}"
+
+    def _start_watcher(self) -> None:
+        if self._watch_scope is not None:
+            return
+        self._watch_scope = trio.CancelScope()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._watch)
+        else:
+            trio.lowlevel.spawn_system_task(self._watch, name=f"trioweb watcher of {self!r}")
+
+    async def _watch(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self, handler_cancelled: bool) -> None:
+        """Stop the watcher, dispose of the token, say how the request ended."""
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
+        if self._token is not None:
+            self._token._dispose()
+        outcome = self.outcome or Outcome.COMPLETED
+        if outcome is not Outcome.COMPLETED and outcome is not Outcome.FAILED:
+            elapsed = time.perf_counter() - self.started_at
+            if outcome is Outcome.DISCONNECTED and handler_cancelled:
+                logger.info("%s cancelled: client disconnected after %.2fs", self._describe(), elapsed)
+            elif outcome is Outcome.DISCONNECTED:
+                logger.info(
+                    "%s ran to completion after the client disconnected (%.2fs); "
+                    "nothing more was sent", self._describe(), elapsed,
+                )
+            else:
+                logger.info("%s ended after %.2fs: %s", self._describe(), elapsed, outcome.value)
+        report_outcome(self.scope, outcome, handler_cancelled)
+
+    def _log_failure(self, error: BaseException) -> None:
+        self.outcome = Outcome.FAILED
+        logger.error(
+            "%s failed after %.2fs",
+            self._describe(),
+            time.perf_counter() - self.started_at,
+            exc_info=error,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._describe()}>"
+
+
+class HTTPExchange(ExchangeBase):
+    """The scope of one HTTP request. Built by :class:`~trioweb.App` per request."""
+
+    __slots__ = (
+        "_body",
+        "_body_complete",
+        "_body_event",
+        "_close_connection",
+        "_io_cancelled",
+        "_io_scope",
+        "_phase",
+        "_request",
+        "response_started",
+    )
+
+    def __init__(
+        self,
+        app: App,
+        endpoint: Endpoint,
+        params: dict[str, object],
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        super().__init__(app, endpoint, params, scope, receive, send)
+        self.response_started = False
+        self._phase = _Phase.HANDLER
+        self._request: Request | None = None
+        self._io_scope: trio.CancelScope | None = None
+        self._io_cancelled = False
+        self._body: bytearray | None = None
+        self._body_complete = False
+        self._body_event: trio.Event | None = None
+        self._close_connection = False
+
+    # ---- the request's life ----
+
+    async def run(self) -> None:
+        """Run the handler and send its response.
+
+        Cancellation:
+            A disconnect before the response is complete cancels the handler
+            and its nursery, and nothing is sent. The route's ``timeout``
+            cancels them too and answers 504. A cancellation from outside
+            (server shutdown) propagates unchanged.
+        """
+        self.started_at = time.perf_counter()
+        endpoint = self.endpoint
+        response: Response | None = None
+        handler_cancelled = False
+        try:
+            try:
+                deadline = (
+                    math.inf if endpoint.timeout is None else trio.current_time() + endpoint.timeout
+                )
+                with trio.CancelScope(deadline=deadline) as cancel_scope:
+                    self.cancel_scope = cancel_scope
+                    if endpoint.needs_nursery:
+                        async with trio.open_nursery() as nursery:
+                            self._nursery = nursery
+                            await self._respond()
+                    else:
+                        await self._respond()
+                handler_cancelled = cancel_scope.cancelled_caught
+                if handler_cancelled and self.outcome is None:
+                    # Nobody else cancels this scope without saying why: its deadline passed.
+                    self.outcome = Outcome.TIMED_OUT
+                response = self._response_for_outcome()
+            except Exception as error:
+                response = self._response_after_error(error)
+            except BaseExceptionGroup as group:
+                failures, others = group.split(Exception)
+                if failures is not None:
+                    response = self._response_after_error(failures)
+                if others is not None:
+                    raise others from None
+            if self.outcome is Outcome.ABORTED and not self.response_started:
+                await self._send_incomplete_head()
+            elif response is not None and not self.response_started:
+                await self._send_response(response)
+        finally:
+            self._finish(handler_cancelled)
+
+    async def _respond(self) -> None:
+        coro = self.endpoint.handler(**self._bind())
+        try:
+            try:
+                trap = coro.send(None)
+            except StopIteration as stop:
+                result = stop.value
+            else:
+                self._start_watcher()
+                result = await resume(coro, trap)
+            response = to_response(result)
+        except HTTPError as error:
+            response = status_response(error.status, error.detail, error.headers)
+        self._phase = _Phase.SENDING
+        if self.outcome is None:
+            await self._send_response(response)
+
+    def _response_for_outcome(self) -> Response | None:
+        if self.outcome is Outcome.TIMED_OUT:
+            return status_response(504, "the handler did not answer in time")
+        if self.outcome is Outcome.TOO_LARGE:
+            return status_response(413, f"the body exceeds {self.endpoint.max_body_size} bytes")
+        return None
+
+    def _response_after_error(self, error: BaseException) -> Response | None:
+        if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            only = error.exceptions[0]
+            if isinstance(only, HTTPError) and not self.response_started:
+                return status_response(only.status, only.detail, only.headers)
+        self._log_failure(error)
+        if self.app.debug:
+            return Response("".join(traceback.format_exception(error)), 500)
+        return status_response(500)
+
+    # ---- sending ----
+
+    async def _send_response(self, response: Response) -> None:
+        headers = response.raw_headers()
+        if self._close_connection and not response.close_connection:
+            headers.append((b"connection", b"close"))
+        body = b"" if self.scope["method"] == "HEAD" else response.body
+        start = {"type": "http.response.start", "status": response.status, "headers": headers}
+        final = {"type": "http.response.body", "body": body}
+        if self._watch_scope is None and self.scope.get("http_version", "1.1") in ("2", "3"):
+            self._start_watcher()
+        self.response_started = True
+        if self._watch_scope is None:
+            await self.send(start)
+            self._phase = _Phase.SENT
+            await self.send(final)
+        else:
+            await self.guarded_send(start)
+            self._phase = _Phase.SENT
+            await self.guarded_send(final)
+
+    async def _send_incomplete_head(self) -> None:
+        # Hypercorn answers 500 by itself to an app that ends before
+        # http.response.start, and ASGI has no message to reset a connection, so
+        # the only incomplete exchange an app can produce is a head whose
+        # promised body never comes: the client sees the head, then FIN.
+        self.response_started = True
+        await self.guarded_send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-length", b"1"), (b"connection", b"close")],
+            }
+        )
+
+    async def guarded_send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` so that a disconnect or ``cancel_io()`` can interrupt it.
+
+        Cancellation:
+            Interrupted by a disconnect (silently: there is nobody to send to)
+            and by :meth:`cancel_io` (raises :class:`~trioweb.IOCancelledError`).
+        """
+        if self.outcome is Outcome.DISCONNECTED:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.CancelScope() as self._io_scope:
+            await self.send(message)
+        self._io_scope = None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._raise_if_io_cancelled("response write")
+
+    # ---- the watcher and the body ----
+
+    async def _watch(self) -> None:
+        assert self._watch_scope is not None
+        try:
+            with self._watch_scope:
+                while True:
+                    message = await self.receive()
+                    kind = message.get("type")
+                    if kind == "http.request":
+                        self._on_body(message)
+                    elif kind == "http.disconnect":
+                        self._on_disconnect()
+                        return
+        except Exception:
+            # Never raise: this may be a system task, where an error ends the whole run.
+            logger.exception("trioweb's disconnect watcher of %r failed", self)
+            self._on_disconnect()
+
+    def _on_body(self, message: dict[str, Any]) -> None:
+        if self._body is None:
+            self._body = bytearray()
+        self._body += message.get("body", b"")
+        if len(self._body) > self.endpoint.max_body_size:
+            if self.outcome is None:
+                self.outcome = Outcome.TOO_LARGE
+            self._body = None
+            self._wake_body_readers()
+            if self.cancel_scope is not None:
+                self.cancel_scope.cancel()
+            assert self._watch_scope is not None
+            self._watch_scope.cancel()
+        elif not message.get("more_body", False):
+            self._body_complete = True
+            self._wake_body_readers()
+
+    def _on_disconnect(self) -> None:
+        if self._phase is _Phase.SENT or self.outcome is Outcome.DISCONNECTED:
+            return
+        if self.outcome is None:
+            self.outcome = Outcome.DISCONNECTED
+        if self._token is not None:
+            self._token._trip()
+        if self.endpoint.cancel_on_disconnect and self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+        # Pending I/O is pointless with the client gone, whatever the route's policy.
+        self._wake_body_readers()
+        if self._io_scope is not None:
+            self._io_scope.cancel()
+
+    def _wake_body_readers(self) -> None:
+        if self._body_event is not None:
+            self._body_event.set()
+
+    async def read_body(self) -> bytes:
+        if not self._body_complete:
+            self._start_watcher()
+            if self._body_event is None:
+                self._body_event = trio.Event()
+            with trio.CancelScope() as self._io_scope:
+                await self._body_event.wait()
+            self._io_scope = None
+            # A disconnect or an oversized body also cancels the request scope:
+            # let that cancellation, not an IOCancelledError, unwind the handler.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._raise_if_io_cancelled("body read")
+            if not self._body_complete:
+                raise IOCancelledError("the client disconnected before sending the whole body")
+        else:
+            await trio.lowlevel.checkpoint()
+        return bytes(self._body or b"")
+
+    def _raise_if_io_cancelled(self, what: str) -> None:
+        if self._io_cancelled:
+            self._io_cancelled = False
+            raise IOCancelledError(f"the pending {what} was cancelled by cancel_io()")
+
+    # ---- what Request reaches ----
+
+    def get_request(self) -> Request:
+        if self._request is None:
+            self._request = Request._create(self)
+        return self._request
+
+    def cancel_io(self) -> None:
+        if self._io_scope is not None:
+            self._io_cancelled = True
+            self._io_scope.cancel()
+
+    def abort(self) -> None:
+        if self.outcome is None:
+            self.outcome = Outcome.ABORTED
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    def close_after_response(self) -> None:
+        self._close_connection = True
+
