@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from trioweb import App, DisconnectToken, HTTPError, IOCancelledError, Request, Response
@@ -51,7 +52,8 @@ async def test_disconnect_cancels_handler_and_child_and_runs_callbacks_once(
     # Callbacks run before the scope is cancelled, in registration order.
     assert record[:2] == ["callback 1", "callback 2"]
     assert call.status_code is None
-    assert call.outcome == "disconnected" and call.handler_cancelled
+    assert call.outcome == "disconnected"
+    assert call.handler_cancelled
     logs = trioweb_records(caplog)
     assert [r.levelno for r in logs] == [logging.INFO]
     assert logs[0].getMessage().startswith("GET /slow cancelled: client disconnected after ")
@@ -67,14 +69,16 @@ async def test_normal_request_never_sets_token_and_disposes_it() -> None:
     async def quick(token: DisconnectToken) -> dict[str, bool]:
         tokens.append(token)
         token.register(ran.append, "callback")
-        await trio.sleep(0)  # blocks once: the watcher is running
+        await trio.lowlevel.checkpoint()  # blocks once: the watcher is running
         return {"set": token.is_set()}
 
     async with TestClient(app) as client:
         response = await client.get("/quick")
     assert response.json() == {"set": False}
     (token,) = tokens
-    assert not token.is_set() and token.disposed and ran == []
+    assert not token.is_set()
+    assert token.disposed
+    assert ran == []
     stats = token.statistics()
     assert (stats.callbacks_registered, stats.callbacks_run, stats.disposed) == (0, 0, True)
 
@@ -91,7 +95,8 @@ async def test_timeout_answers_504(autojump_clock: trio.testing.MockClock) -> No
     async with TestClient(app) as client, client.stream("GET", "/slow") as call:
         response = await call.read()
     assert response.status_code == 504
-    assert call.outcome == "timed out" and call.handler_cancelled
+    assert call.outcome == "timed out"
+    assert call.handler_cancelled
     assert trio.current_time() == pytest.approx(2)
 
 
@@ -114,7 +119,8 @@ async def test_cancel_on_disconnect_false_runs_to_completion(
         await call.disconnect()
     assert record == ["callback", "paid, token set=True"]
     assert call.status_code is None  # the response was discarded
-    assert call.outcome == "disconnected" and not call.handler_cancelled
+    assert call.outcome == "disconnected"
+    assert not call.handler_cancelled
     assert "ran to completion after the client disconnected" in caplog.text
 
 
@@ -165,16 +171,18 @@ async def test_handler_error_is_500_with_generic_body_and_logged(
     async with TestClient(app) as client:
         response = await client.get("/boom")
     assert response.status_code == 500
-    assert b"secret" not in response.content and b"Traceback" not in response.content
+    assert b"secret" not in response.content
+    assert b"Traceback" not in response.content
     (record,) = trioweb_records(caplog)
-    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
 
 
 async def test_child_task_error_is_500_not_an_exception_group_escaping() -> None:
     app = App()
 
     async def failing_child() -> None:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         raise KeyError("child")
 
     @app.get("/child")
@@ -197,7 +205,8 @@ async def test_debug_shows_traceback() -> None:
 
     async with TestClient(app) as client:
         response = await client.get("/boom")
-    assert response.status_code == 500 and b"ValueError: visible" in response.content
+    assert response.status_code == 500
+    assert b"ValueError: visible" in response.content
 
 
 @pytest.mark.parametrize(
@@ -208,10 +217,17 @@ async def test_debug_shows_traceback() -> None:
         ({"a": [1, "é"]}, 200, "application/json", '{"a":[1,"é"]}'.encode()),
         ([1, 2], 200, "application/json", b"[1,2]"),
         (None, 204, None, b""),
-        (Response("made", status=201, headers={"x-a": "b"}), 201, "text/plain; charset=utf-8", b"made"),
+        (
+            Response("made", status=201, headers={"x-a": "b"}),
+            201,
+            "text/plain; charset=utf-8",
+            b"made",
+        ),
     ],
 )
-async def test_return_values(value: object, status: int, content_type: str | None, body: bytes) -> None:
+async def test_return_values(
+    value: object, status: int, content_type: str | None, body: bytes
+) -> None:
     app = App()
 
     @app.get("/")
@@ -221,7 +237,9 @@ async def test_return_values(value: object, status: int, content_type: str | Non
     async with TestClient(app) as client:
         response = await client.get("/")
     assert (response.status_code, response.headers.get("content-type"), response.content) == (
-        status, content_type, body,
+        status,
+        content_type,
+        body,
     )
 
 
@@ -291,15 +309,17 @@ async def test_abort_ends_without_a_complete_response(caplog: pytest.LogCaptureF
     @app.get("/abort")
     async def abort(request: Request) -> str:
         request.abort()
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return "never"
 
     async with TestClient(app) as client, client.stream("GET", "/abort") as call:
         await call.wait_response_start()
         await call.wait_app_done()
     assert call.outcome == "aborted"
-    assert call.headers["content-length"] == "1" and call.headers["connection"] == "close"
-    assert "GET /abort ended after" in caplog.text and "aborted" in caplog.text
+    assert call.headers["content-length"] == "1"
+    assert call.headers["connection"] == "close"
+    assert "GET /abort ended after" in caplog.text
+    assert "aborted" in caplog.text
 
 
 async def test_close_after_response_sends_connection_close() -> None:
@@ -317,7 +337,8 @@ async def test_close_after_response_sends_connection_close() -> None:
     async with TestClient(app) as client:
         for path in ("/bye", "/bye2"):
             response = await client.get(path)
-            assert response.headers["connection"] == "close" and response.text == "bye"
+            assert response.headers["connection"] == "close"
+            assert response.text == "bye"
 
 
 async def test_late_token_request_after_disconnect_is_already_set(

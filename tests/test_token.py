@@ -66,7 +66,9 @@ _rlock = threading.RLock()
     ],
     ids=lambda callback: repr(callback)[:40],
 )
-async def test_blocking_callbacks_are_rejected_at_registration(callback: Callable[..., object]) -> None:
+async def test_blocking_callbacks_are_rejected_at_registration(
+    callback: Callable[..., object],
+) -> None:
     token = make_token()
     with pytest.raises(BlockingCallbackError):
         token.register(callback)
@@ -82,7 +84,9 @@ async def test_rejection_message_explains_and_is_a_type_error() -> None:
         make_token().register("not callable")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("callback", [print, len, functools.partial(print, "x"), lambda: None, _event.set])
+@pytest.mark.parametrize(
+    "callback", [print, len, functools.partial(print, "x"), lambda: None, _event.set]
+)
 async def test_ordinary_callbacks_are_accepted(callback: Callable[..., object]) -> None:
     make_token().register(callback)
 
@@ -104,8 +108,10 @@ async def test_callbacks_run_once_in_order_and_exceptions_are_contained(
     token._trip()  # a second trip is ignored: each callback runs exactly once
     assert record == ["first", "explode", "third"]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and errors[0].exc_info is not None
-    assert "explode" in errors[0].getMessage() and "other callbacks still run" in errors[0].getMessage()
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert "explode" in errors[0].getMessage()
+    assert "other callbacks still run" in errors[0].getMessage()
     stats = token.statistics()
     assert (stats.callbacks_run, stats.callbacks_failed, stats.is_set) == (3, 1, True)
 
@@ -159,7 +165,8 @@ async def test_slow_callback_is_reported(caplog: pytest.LogCaptureFixture) -> No
     token.register(slow)
     token._trip()
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "slow" in warning.getMessage() and "budget 1.0 ms" in warning.getMessage()
+    assert "slow" in warning.getMessage()
+    assert "budget 1.0 ms" in warning.getMessage()
 
 
 async def test_callback_returning_an_awaitable_is_reported_and_closed(
@@ -210,7 +217,8 @@ async def test_disposed_token_raises_clear_errors() -> None:
         token.register(print)
     with pytest.raises(TokenDisposedError):
         await token.wait()
-    assert not token.is_set() and token.disposed
+    assert not token.is_set()
+    assert token.disposed
     assert isinstance(TokenDisposedError("x"), RuntimeError)
     token._trip()  # disposed: nothing runs, nothing changes
     assert not token.is_set()
@@ -263,7 +271,8 @@ async def test_callbacks_cannot_touch_the_request(autojump_clock: trio.testing.M
     async with TestClient(app) as client, client.stream("GET", "/slow") as call:
         await trio.testing.wait_all_tasks_blocked()
         await call.disconnect()
-    assert len(errors) == 1 and "disconnect callback tried to use the Request" in errors[0]
+    assert len(errors) == 1
+    assert "disconnect callback tried to use the Request" in errors[0]
 
 
 async def test_request_is_readable_outside_callbacks_and_from_threads() -> None:
@@ -284,6 +293,10 @@ async def test_request_is_readable_outside_callbacks_and_from_threads() -> None:
     async with TestClient(app) as client:
         response = await client.get("/x/bob?q=1&q=2", headers={"x-test": "yes"})
     assert response.json() == {
-        "path": "/x/bob", "method": "GET", "query": ["1", "2"], "header": "yes",
-        "params": {"name": "bob"}, "url": "http://testserver/x/bob?q=1&q=2",
+        "path": "/x/bob",
+        "method": "GET",
+        "query": ["1", "2"],
+        "header": "yes",
+        "params": {"name": "bob"},
+        "url": "http://testserver/x/bob?q=1&q=2",
     }

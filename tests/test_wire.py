@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from trioweb import App, DisconnectToken, Request, Server, TokenDisposedError, serve
@@ -61,7 +62,7 @@ def app(probe: Probe) -> App:
         token.register(probe.record.append, "callback")
         probe.record.append("tokens")
         probe.tokens = [token]  # type: ignore[attr-defined]
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return f"set={token.is_set()}"
 
     @app.get("/messy")
@@ -158,7 +159,8 @@ async def test_client_closing_cancels_handler_and_child(
     assert probe.record[0] == "callback"  # the token is set before the scope is cancelled
     lines = [r for r in caplog.records if r.name == "trioweb" and "GET /slow" in r.getMessage()]
     assert len(lines) == 1
-    assert lines[0].levelno == logging.INFO and lines[0].exc_info is None
+    assert lines[0].levelno == logging.INFO
+    assert lines[0].exc_info is None
     assert "GET /slow cancelled: client disconnected after" in lines[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if "500" in r.getMessage()]
@@ -170,7 +172,8 @@ async def test_normal_request_never_trips_token(server: Server, probe: Probe) ->
     await trio.testing.wait_all_tasks_blocked()  # the request ends after its last byte left
     (token,) = probe.tokens  # type: ignore[attr-defined]
     assert probe.record == ["tokens"]  # the callback never ran
-    assert not token.is_set() and token.disposed
+    assert not token.is_set()
+    assert token.disposed
     with pytest.raises(TokenDisposedError):
         token.register(print)
 
@@ -181,10 +184,12 @@ async def test_callback_errors_are_contained_and_slow_ones_reported(
     await leave_mid_handler(server, probe, request_bytes("GET", "/messy"))
     assert probe.record == ["after the raising one", "handler cancelled"]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "explode" in errors[0].getMessage()
+    assert len(errors) == 1
+    assert "explode" in errors[0].getMessage()
     assert errors[0].exc_info is not None  # logged with its traceback
-    assert any("slow_callback" in r.getMessage() and r.levelno == logging.WARNING
-               for r in caplog.records)
+    assert any(
+        "slow_callback" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+    )
     # The server keeps serving.
     assert (await fetch(server.port, "GET", "/items/1")).status == 200
 
@@ -198,12 +203,15 @@ async def test_cancel_on_disconnect_false_completes_after_client_left(
 
 async def test_timeout_is_504(server: Server) -> None:
     response = await fetch(server.port, "GET", "/deadline")
-    assert response.status == 504 and response.complete
+    assert response.status == 504
+    assert response.complete
 
 
 async def test_disconnect_during_large_upload_is_detected(server: Server, probe: Probe) -> None:
     stream = await connect(server.port)
-    await stream.send_all(request_bytes("POST", "/upload", [("content-length", str(50 * 1024 * 1024))]))
+    await stream.send_all(
+        request_bytes("POST", "/upload", [("content-length", str(50 * 1024 * 1024))])
+    )
     await stream.send_all(b"x" * 256 * 1024)  # far more than hypercorn's 10-message queue
     with trio.fail_after(HANDLER_WAIT):
         await probe.entered.wait()

@@ -30,14 +30,18 @@ def request_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def read_response(stream: trio.SocketStream, method: str = "GET", timeout: float = 10) -> WireResponse:
+WAIT = 10  # seconds: the bound of every read here
+
+
+async def read_response(stream: trio.SocketStream, method: str = "GET") -> WireResponse:
     """Read one response; ``complete`` tells whether it ended properly."""
     connection = h11.Connection(h11.CLIENT)
     # Put the client side in the state "request sent" so h11 parses a response.
     connection.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
     connection.send(h11.EndOfMessage())
-    status, headers, body = 0, {}, b""
-    with trio.fail_after(timeout):
+    status, body = 0, b""
+    headers: dict[str, str] = {}
+    with trio.fail_after(WAIT):
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
@@ -62,17 +66,18 @@ async def read_response(stream: trio.SocketStream, method: str = "GET", timeout:
                 return WireResponse(status, headers, body, complete=False)
 
 
-async def fetch(port: int, method: str, path: str, headers: Iterable[tuple[str, str]] = (),
-                body: bytes = b"") -> WireResponse:
+async def fetch(
+    port: int, method: str, path: str, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+) -> WireResponse:
     stream = await connect(port)
     async with stream:
         await stream.send_all(request_bytes(method, path, headers, body))
         return await read_response(stream, method)
 
 
-async def wait_closed_by_peer(stream: trio.SocketStream, timeout: float = 10) -> bool:
+async def wait_closed_by_peer(stream: trio.SocketStream) -> bool:
     """True once the server closed the connection (reads until EOF, bounded)."""
-    with trio.fail_after(timeout):
+    with trio.fail_after(WAIT):
         while True:
             try:
                 if not await stream.receive_some(65536):

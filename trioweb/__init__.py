@@ -1,6 +1,8 @@
 """trioweb: a Trio-native web framework where the client going away cancels the request."""
 
 from ._app import App as App
+from ._datastructures import Headers as Headers
+from ._datastructures import QueryParams as QueryParams
 from ._errors import BlockingCallbackError as BlockingCallbackError
 from ._errors import HTTPError as HTTPError
 from ._errors import IOCancelledError as IOCancelledError
@@ -11,8 +13,6 @@ from ._errors import WebSocketClosed as WebSocketClosed
 from ._errors import WebSocketDisposedError as WebSocketDisposedError
 from ._errors import WebSocketError as WebSocketError
 from ._errors import WebSocketStateError as WebSocketStateError
-from ._datastructures import Headers as Headers
-from ._datastructures import QueryParams as QueryParams
 from ._request import Request as Request
 from ._response import Response as Response
 from ._serve import Server as Server

@@ -20,7 +20,9 @@ def load_app(target: str) -> object:
     """
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise SystemExit(f"trioweb: expected MODULE:ATTR (like examples.lottery:app), got {target!r}")
+        raise SystemExit(
+            f"trioweb: expected MODULE:ATTR (like examples.lottery:app), got {target!r}"
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -30,7 +32,9 @@ def load_app(target: str) -> object:
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise SystemExit(f"trioweb: module {module_name!r} has no attribute {attribute!r}") from None
+        raise SystemExit(
+            f"trioweb: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

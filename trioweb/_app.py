@@ -36,9 +36,11 @@ class Endpoint:
     timeout: float | None
     max_body_size: int
     websocket: bool = False
+    # Decided here, not per request: the hot path only reads it.
+    needs_nursery: bool = attrs.field(init=False)
 
-    @property
-    def needs_nursery(self) -> bool:
+    @needs_nursery.default
+    def _needs_nursery(self) -> bool:
         return Source.NURSERY in self.plan.sources
 
 
@@ -290,7 +292,7 @@ class App:
         kind = scope["type"]
         if kind == "http":
             found = self._routes.match(scope["path"], scope["method"])
-            if type(found) is MethodNotAllowed:
+            if isinstance(found, MethodNotAllowed):
                 await _send_plain(send, status_response(405, headers={"allow": found.allow_header}))
             elif found is None:
                 await _send_plain(send, status_response(404))
@@ -299,7 +301,7 @@ class App:
                 await HTTPExchange(self, endpoint, found.params, scope, receive, send).run()
         elif kind == "websocket":
             found = self._websocket_routes.match(scope["path"], "GET")
-            if found is None or type(found) is MethodNotAllowed:
+            if found is None or isinstance(found, MethodNotAllowed):
                 await _reject_websocket(send, scope)
             else:
                 endpoint = found.route.endpoint
@@ -332,8 +334,11 @@ _WEBSOCKET_SOURCES = frozenset(Source) - {Source.REQUEST}
 
 async def _send_plain(send: Send, response: Response) -> None:
     await send(
-        {"type": "http.response.start", "status": response.status,
-         "headers": response.raw_headers()}
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": response.raw_headers(),
+        }
     )
     await send({"type": "http.response.body", "body": response.body})
 
@@ -343,8 +348,11 @@ async def _reject_websocket(send: Send, scope: dict[str, Any]) -> None:
     if "websocket.http.response" in scope.get("extensions", {}):
         response = status_response(404)
         await send(
-            {"type": "websocket.http.response.start", "status": 404,
-             "headers": response.raw_headers()}
+            {
+                "type": "websocket.http.response.start",
+                "status": 404,
+                "headers": response.raw_headers(),
+            }
         )
         await send({"type": "websocket.http.response.body", "body": response.body})
     else:

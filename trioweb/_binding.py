@@ -111,7 +111,7 @@ def make_plan(
         raise RouteDefinitionError(f"handler {handler!r} is not callable")
     if not (
         inspect.iscoroutinefunction(handler)
-        or inspect.iscoroutinefunction(getattr(type(handler), "__call__", None))
+        or inspect.iscoroutinefunction(inspect.getattr_static(type(handler), "__call__", None))
     ):
         raise RouteDefinitionError(f"handler {name} must be an async function (async def)")
     hints = annotations_of(handler) if annotations is None else annotations

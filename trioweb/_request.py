@@ -72,7 +72,9 @@ class Request(metaclass=NoPublicConstructor):
     def query_params(self) -> QueryParams:
         _check_not_in_callback()
         if self._query is None:
-            self._query = QueryParams.from_query_string(self._exchange.scope.get("query_string", b""))
+            self._query = QueryParams.from_query_string(
+                self._exchange.scope.get("query_string", b"")
+            )
         return self._query
 
     @property

@@ -26,11 +26,15 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# One encoder for all: json.dumps() with options builds a new one per call.
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+).encode
+
+
 def json_bytes(value: object) -> bytes:
     """Compact UTF-8 JSON; attrs instances, UUIDs and datetimes are understood."""
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
-    ).encode()
+    return _encode_json(value).encode()
 
 
 class Response:
@@ -72,8 +76,22 @@ class Response:
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers as ASGI wants them, with content type and length added."""
-        raw = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-               for name, value in self.headers.items()]
+        if (
+            not self.headers
+            and not self.close_connection
+            and self.media_type
+            and self.status >= 200
+            and self.status not in (204, 304)
+        ):
+            # The common case, kept short: it runs for every request.
+            return [
+                (b"content-type", self.media_type.encode("latin-1")),
+                (b"content-length", str(len(self.body)).encode()),
+            ]
+        raw = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in self.headers.items()
+        ]
         names = {name for name, _ in raw}
         if b"content-type" not in names and (self.body or self.media_type):
             raw.append((b"content-type", (self.media_type or _OCTETS).encode("latin-1")))
@@ -87,8 +105,9 @@ class Response:
         return f"<Response {self.status} {self.media_type or ''} {len(self.body)} bytes>"
 
 
-def status_response(status: int, detail: str = "", headers: Mapping[str, str] | None = None
-                    ) -> Response:
+def status_response(
+    status: int, detail: str = "", headers: Mapping[str, str] | None = None
+) -> Response:
     """A short text response for a status, such as 404 Not Found."""
     return Response(detail or http.HTTPStatus(status).phrase, status, headers)
 

@@ -145,7 +145,7 @@ def compile_path(path: str, implicit: Mapping[str, str] | None = None) -> PathPa
         pattern.append(re.escape(path[position : found.start()]))
         pattern.append(f"(?P<{name}>{converters[name].regex})")
         position = found.end()
-    if "{" in path[position:] or "}" in path[position:] or not converters and "{" in path:
+    if "{" in path[position:] or "}" in path[position:] or (not converters and "{" in path):
         raise RouteDefinitionError(f"route path {path!r} has an unbalanced brace")
     if not converters:
         return PathPattern(path, None, {})
@@ -188,9 +188,7 @@ class RouteTable(Generic[E]):
     """All routes of an app, ready for matching."""
 
     _static: dict[str, dict[str, Route[E]]] = attrs.field(init=False, factory=dict)
-    _dynamic: list[tuple[PathPattern, dict[str, Route[E]]]] = attrs.field(
-        init=False, factory=list
-    )
+    _dynamic: list[tuple[PathPattern, dict[str, Route[E]]]] = attrs.field(init=False, factory=list)
     _by_name: dict[str, Route[E]] = attrs.field(init=False, factory=dict)
 
     def add(self, route: Route[E]) -> None:
@@ -204,8 +202,7 @@ class RouteTable(Generic[E]):
         for method in route.methods:
             if method in by_method:
                 raise RouteDefinitionError(
-                    f"{method} {route.pattern.path} is already routed to "
-                    f"{by_method[method].name!r}"
+                    f"{method} {route.pattern.path} is already routed to {by_method[method].name!r}"
                 )
         # One handler under several paths (stacked decorators) keeps its first path.
         named = self._by_name.setdefault(route.name, route)

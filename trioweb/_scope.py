@@ -214,11 +214,15 @@ class ExchangeBase:
         if outcome is not Outcome.COMPLETED and outcome is not Outcome.FAILED:
             elapsed = time.perf_counter() - self.started_at
             if outcome is Outcome.DISCONNECTED and handler_cancelled:
-                logger.info("%s cancelled: client disconnected after %.2fs", self._describe(), elapsed)
+                logger.info(
+                    "%s cancelled: client disconnected after %.2fs", self._describe(), elapsed
+                )
             elif outcome is Outcome.DISCONNECTED:
                 logger.info(
                     "%s ran to completion after the client disconnected (%.2fs); "
-                    "nothing more was sent", self._describe(), elapsed,
+                    "nothing more was sent",
+                    self._describe(),
+                    elapsed,
                 )
             else:
                 logger.info("%s ended after %.2fs: %s", self._describe(), elapsed, outcome.value)
@@ -502,4 +506,3 @@ class HTTPExchange(ExchangeBase):
 
     def close_after_response(self) -> None:
         self._close_connection = True
-

@@ -46,8 +46,9 @@ class Server(metaclass=NoPublicConstructor):
         self._shutdown.set()
 
 
-def make_config(host: str, port: int, *, graceful_timeout: float, keep_alive_timeout: float,
-                access_log: bool) -> Config:
+def make_config(
+    host: str, port: int, *, graceful_timeout: float, keep_alive_timeout: float, access_log: bool
+) -> Config:
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = graceful_timeout
@@ -90,7 +91,10 @@ async def serve(
         stops everything at once, and in-flight handlers see ``trio.Cancelled``.
     """
     config = make_config(
-        host, port, graceful_timeout=graceful_timeout, keep_alive_timeout=keep_alive_timeout,
+        host,
+        port,
+        graceful_timeout=graceful_timeout,
+        keep_alive_timeout=keep_alive_timeout,
         access_log=access_log,
     )
     shutdown = trio.Event()

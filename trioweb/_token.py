@@ -98,7 +98,7 @@ def check_callback(callback: object) -> None:
     name = describe_callable(callback)
     is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
     if not is_async and not inspect.isroutine(target) and not isinstance(target, type):
-        call = getattr(type(target), "__call__", None)
+        call = inspect.getattr_static(type(target), "__call__", None)
         is_async = inspect.iscoroutinefunction(call)
     if is_async:
         raise BlockingCallbackError(
@@ -109,8 +109,7 @@ def check_callback(callback: object) -> None:
     func = getattr(target, "__func__", target)
     owner = getattr(target, "__self__", None)
     blocking = func in _BLOCKING_FUNCTIONS or (
-        owner is not None
-        and (type(owner), getattr(target, "__name__", "")) in _BLOCKING_C_METHODS
+        owner is not None and (type(owner), getattr(target, "__name__", "")) in _BLOCKING_C_METHODS
     )
     if blocking:
         raise BlockingCallbackError(
@@ -312,8 +311,7 @@ class DisconnectToken(metaclass=NoPublicConstructor):
     def __repr__(self) -> str:
         state = "disposed" if self._disposed else "set" if self._set else "live"
         return (
-            f"<DisconnectToken {self._description} {state}, "
-            f"{len(self._pending)} callbacks pending>"
+            f"<DisconnectToken {self._description} {state}, {len(self._pending)} callbacks pending>"
         )
 
     # ---- framework side: called by the request scope on the Trio thread ----

@@ -27,6 +27,7 @@ expected acknowledgement, not an abort.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sys
@@ -147,9 +148,7 @@ class WebSocket(metaclass=NoPublicConstructor):
     def __init__(self, exchange: WebSocketExchange) -> None:
         self._exchange = exchange
         self._state = WebSocketState.CONNECTING
-        self._incoming_send, self._incoming = trio.open_memory_channel[str | bytes](
-            INCOMING_BUFFER
-        )
+        self._incoming_send, self._incoming = trio.open_memory_channel[str | bytes](INCOMING_BUFFER)
         self._peer_gone = trio.Event()
         self._send_lock = trio.Lock()
         self.close_code: int | None = None
@@ -194,7 +193,9 @@ class WebSocket(metaclass=NoPublicConstructor):
             A checkpoint; cancelled with the request scope.
         """
         self._state = transition(self._state, Op.ACCEPT)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": raw})
 
     async def reject(
@@ -213,9 +214,13 @@ class WebSocket(metaclass=NoPublicConstructor):
             await self._send({"type": "websocket.close", "code": 1008})
             return
         payload = body.encode() if isinstance(body, str) else bytes(body)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
         raw.append((b"content-length", str(len(payload)).encode()))
-        await self._send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+        await self._send(
+            {"type": "websocket.http.response.start", "status": status, "headers": raw}
+        )
         await self._send({"type": "websocket.http.response.body", "body": payload})
 
     # ---- messages ----
@@ -290,7 +295,12 @@ class WebSocket(metaclass=NoPublicConstructor):
 
     # ---- closing ----
 
-    async def close(self, code: int = 1000, reason: str = "", timeout: float = 5) -> None:
+    async def close(
+        self,
+        code: int = 1000,
+        reason: str = "",
+        timeout: float = 5,  # noqa: ASYNC109 - the contract: close() waits at most this long
+    ) -> None:
         """Close the conversation and wait for the client to acknowledge.
 
         For a close the client started, there is nothing left to wait for and
@@ -421,7 +431,8 @@ class WebSocketExchange(ExchangeBase):
 
     async def _watch(self) -> None:
         websocket = self.websocket
-        assert self._watch_scope is not None and websocket is not None
+        assert self._watch_scope is not None
+        assert websocket is not None
         with self._watch_scope:
             while True:
                 message = await self.receive()
@@ -429,11 +440,10 @@ class WebSocketExchange(ExchangeBase):
                 if kind == "websocket.receive":
                     text = message.get("text")
                     payload = text if text is not None else message.get("bytes") or b""
-                    try:
-                        # Blocks while the buffer is full: backpressure to the server.
+                    # Blocks while the buffer is full: backpressure to the server.
+                    # close() ends the handler's reading; later messages are dropped.
+                    with contextlib.suppress(trio.BrokenResourceError):
                         await websocket._incoming_send.send(payload)
-                    except trio.BrokenResourceError:
-                        pass  # close() ended the handler's reading: discard
 
                 elif kind == "websocket.disconnect":
                     self._on_disconnect(int(message.get("code", 1006)), message.get("reason") or "")

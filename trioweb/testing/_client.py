@@ -206,7 +206,7 @@ class StreamCall(_Call):
                 yield bytes(message["body"])
 
     async def aiter_events(self) -> AsyncIterator[dict[str, str]]:
-        """Server-Sent Events, parsed: dicts with ``data`` and any of ``event``, ``id``, ``retry``."""
+        """Server-Sent Events, parsed: dicts with ``data``, and ``event``, ``id``, ``retry``."""
         buffer = ""
         async for chunk in self.aiter_bytes():
             buffer += chunk.decode()
@@ -218,7 +218,9 @@ class StreamCall(_Call):
                         continue
                     field, _, value = line.partition(":")
                     value = value.removeprefix(" ")
-                    event[field] = f"{event[field]}\n{value}" if field == "data" and "data" in event else value
+                    event[field] = (
+                        f"{event[field]}\n{value}" if field == "data" and "data" in event else value
+                    )
                 if event:
                     yield event
 
@@ -303,7 +305,9 @@ class WebSocketSession(_Call):
         if message is None:
             self._closed = WebSocketClosed(1011, "the app ended without closing")
         elif message["type"] == "websocket.close":
-            self._closed = WebSocketClosed(int(message.get("code", 1000)), message.get("reason") or "")
+            self._closed = WebSocketClosed(
+                int(message.get("code", 1000)), message.get("reason") or ""
+            )
             await self._leave(1000)
         elif message["type"] == "websocket.send":
             text = message.get("text")
@@ -371,8 +375,14 @@ class TestClient:
         self.base_headers = dict(base_headers or {"host": "testserver"})
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
-        self._lifespan: tuple[trio.MemorySendChannel[dict[str, Any]],
-                              trio.MemoryReceiveChannel[dict[str, Any]], trio.Event] | None = None
+        self._lifespan: (
+            tuple[
+                trio.MemorySendChannel[dict[str, Any]],
+                trio.MemoryReceiveChannel[dict[str, Any]],
+                trio.Event,
+            ]
+            | None
+        ) = None
         self.lifespan_supported = False
 
     async def __aenter__(self) -> TestClient:
@@ -389,7 +399,8 @@ class TestClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._stack is not None and self._nursery is not None
+        assert self._stack is not None
+        assert self._nursery is not None
         stack, self._stack = self._stack, None
         try:
             if self.lifespan_supported:
@@ -407,8 +418,11 @@ class TestClient:
 
         async def run() -> None:
             try:
-                await self.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                               inbox.receive, from_app.send)
+                await self.app(
+                    {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                    inbox.receive,
+                    from_app.send,
+                )
             except Exception:
                 pass  # an app without lifespan support may raise: carry on without it
             finally:
@@ -423,7 +437,9 @@ class TestClient:
             except trio.EndOfChannel:
                 return  # the app returned: no lifespan support
         if scope.cancelled_caught:
-            raise AppDidNotRespond(f"the app did not finish its lifespan startup within {self.timeout}s")
+            raise AppDidNotRespond(
+                f"the app did not finish its lifespan startup within {self.timeout}s"
+            )
         if message["type"] == "lifespan.startup.failed":
             raise RuntimeError(f"the app's startup failed: {message.get('message', '')}")
         self.lifespan_supported = True
@@ -437,14 +453,23 @@ class TestClient:
             message = await outbox.receive()
             await done.wait()
         if scope.cancelled_caught:
-            raise AppDidNotRespond(f"the app did not finish its lifespan shutdown within {self.timeout}s")
+            raise AppDidNotRespond(
+                f"the app did not finish its lifespan shutdown within {self.timeout}s"
+            )
         if message["type"] == "lifespan.shutdown.failed":
             raise RuntimeError(f"the app's shutdown failed: {message.get('message', '')}")
 
     # ---- HTTP ----
 
-    def _scope(self, kind: str, method: str, path: str, params: Mapping[str, Any] | None,
-               headers: Mapping[str, str] | None, cookies: Mapping[str, str] | None) -> dict[str, Any]:
+    def _scope(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        cookies: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
         path, _, query = path.partition("?")
         if params:
             query = "&".join(filter(None, [query, urlencode(params, doseq=True)]))
@@ -460,7 +485,9 @@ class TestClient:
             "raw_path": path.encode(),
             "query_string": query.encode(),
             "root_path": "",
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()],
+            "headers": [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()
+            ],
             "client": ("127.0.0.1", 50000),
             "server": ("testserver", 80),
             "extensions": {},
@@ -568,5 +595,8 @@ class TestClient:
 
     def _require_nursery(self) -> trio.Nursery:
         if self._nursery is None:
-            raise RuntimeError("use the TestClient as an async context manager: async with TestClient(app) as client")
+            raise RuntimeError(
+                "use the TestClient as an async context manager: "
+                "async with TestClient(app) as client"
+            )
         return self._nursery
