@@ -7,6 +7,9 @@ from collections.abc import Iterable
 import attrs
 import h11
 import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Event, TextMessage
+from wsproto.events import Request as WSRequest
 
 
 @attrs.frozen
@@ -84,3 +87,50 @@ async def wait_closed_by_peer(stream: trio.SocketStream) -> bool:
                     return True
             except trio.BrokenResourceError:
                 return True
+
+
+class RawWebSocket:
+    """A WebSocket client made of wsproto and a socket, fully under the test's control.
+
+    Unlike a library client it never answers a close by itself, so tests can
+    hold back the acknowledgement, send after the server's close, or drop the
+    TCP connection without any close frame.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.connection = WSConnection(ConnectionType.CLIENT)
+        self._pending: list[Event] = []
+
+    @classmethod
+    async def connect(cls, port: int, path: str) -> tuple[RawWebSocket, Event]:
+        """Open the socket and handshake; returns the client and the server's answer."""
+        client = cls(await trio.open_tcp_stream("127.0.0.1", port))
+        await client._send(WSRequest(host="127.0.0.1", target=path))
+        return client, await client.next_event()
+
+    async def _send(self, event: Event) -> None:
+        await self.stream.send_all(self.connection.send(event))
+
+    async def next_event(self) -> Event:
+        with trio.fail_after(WAIT):
+            while not self._pending:
+                data = await self.stream.receive_some(65536)
+                self.connection.receive_data(data or None)
+                self._pending.extend(self.connection.events())
+                if not data and not self._pending:
+                    raise trio.BrokenResourceError("the server closed the connection")
+        return self._pending.pop(0)
+
+    async def send_text(self, text: str) -> None:
+        await self._send(TextMessage(data=text))
+
+    async def close(self, code: int = 1000) -> None:
+        await self._send(CloseConnection(code=code))
+
+    async def acknowledge(self, event: CloseConnection) -> None:
+        await self._send(event.response())
+
+    async def drop(self) -> None:
+        """Close TCP with no close frame: a client that vanished."""
+        await self.stream.aclose()

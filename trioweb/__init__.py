@@ -14,10 +14,13 @@ from ._errors import WebSocketDisposedError as WebSocketDisposedError
 from ._errors import WebSocketError as WebSocketError
 from ._errors import WebSocketStateError as WebSocketStateError
 from ._request import Request as Request
+from ._response import EventStream as EventStream
 from ._response import Response as Response
+from ._response import StreamingResponse as StreamingResponse
 from ._serve import Server as Server
 from ._serve import serve as serve
 from ._shield import shielded as shielded
+from ._sse import ServerSentEvent as ServerSentEvent
 from ._token import CallbackRegistration as CallbackRegistration
 from ._token import DisconnectToken as DisconnectToken
 from ._token import DisconnectTokenStatistics as DisconnectTokenStatistics
@@ -31,6 +34,7 @@ __all__ = [
     "CallbackRegistration",
     "DisconnectToken",
     "DisconnectTokenStatistics",
+    "EventStream",
     "HTTPError",
     "Headers",
     "IOCancelledError",
@@ -39,6 +43,8 @@ __all__ = [
     "Response",
     "RouteDefinitionError",
     "Server",
+    "ServerSentEvent",
+    "StreamingResponse",
     "TokenDisposedError",
     "WebSocket",
     "WebSocketAbortedError",

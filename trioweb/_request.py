@@ -114,6 +114,11 @@ class Request(metaclass=NoPublicConstructor):
         return f"{url}?{query.decode('latin-1')}" if query else url
 
     @property
+    def last_event_id(self) -> str | None:
+        """The ``Last-Event-ID`` a reconnecting Server-Sent Events client sent."""
+        return self.headers.get("last-event-id")
+
+    @property
     def asgi_scope(self) -> dict[str, Any]:
         """The raw ASGI scope, for what this class does not cover."""
         _check_not_in_callback()

@@ -6,10 +6,12 @@ import datetime
 import http
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import Any
 
 import attrs
+
+from ._sse import ServerSentEvent
 
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
@@ -105,6 +107,74 @@ class Response:
         return f"<Response {self.status} {self.media_type or ''} {len(self.body)} bytes>"
 
 
+class StreamingResponse:
+    """A response whose body is produced piece by piece.
+
+    Each chunk is sent as soon as ``content`` yields it. When the client goes
+    away, the handler's scope is cancelled and ``content`` closed
+    deterministically (an async generator's ``finally`` runs).
+
+    Args:
+        content: An async iterable of ``bytes`` or ``str`` (UTF-8) chunks.
+        status: The status code.
+        headers: Extra headers (no ``content-length``: the body is chunked).
+        media_type: The ``content-type`` (default application/octet-stream).
+    """
+
+    __slots__ = ("content", "headers", "media_type", "status")
+
+    def __init__(
+        self,
+        content: AsyncIterable[Any],
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        if not hasattr(content, "__aiter__"):
+            raise TypeError(
+                f"StreamingResponse needs an async iterable, not {type(content).__name__}"
+            )
+        self.content = content
+        self.status = status
+        self.headers = dict(headers or {})
+        self.media_type = media_type or _OCTETS
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        if b"content-type" not in {name for name, _ in raw}:
+            raw.append((b"content-type", self.media_type.encode("latin-1")))
+        return raw
+
+
+class EventStream(StreamingResponse):
+    """A Server-Sent Events response (``text/event-stream``).
+
+    Args:
+        events: An async iterable of :class:`~trioweb.ServerSentEvent` (or
+            ``str``, sent as the data of an unnamed event).
+        keepalive: Seconds of silence after which a comment is sent, so that
+            proxies keep the connection open (None: never).
+        headers: Extra headers.
+    """
+
+    __slots__ = ("events", "keepalive")
+
+    def __init__(
+        self,
+        events: AsyncIterable[ServerSentEvent | str],
+        *,
+        keepalive: float | None = 15.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if keepalive is not None and keepalive <= 0:
+            raise ValueError("keepalive must be a positive number of seconds, or None")
+        super().__init__(
+            events, 200, {"cache-control": "no-cache", **(headers or {})}, "text/event-stream"
+        )
+        self.events = events
+        self.keepalive = keepalive
+
+
 def status_response(
     status: int, detail: str = "", headers: Mapping[str, str] | None = None
 ) -> Response:
@@ -112,7 +182,7 @@ def status_response(
     return Response(detail or http.HTTPStatus(status).phrase, status, headers)
 
 
-def to_response(value: Any) -> Response:
+def to_response(value: Any) -> Response | StreamingResponse:
     """Convert a handler's return value.
 
     ``str`` is text/plain, ``bytes`` application/octet-stream, ``dict``,
@@ -121,7 +191,7 @@ def to_response(value: Any) -> Response:
     Raises:
         TypeError: The value is none of those.
     """
-    if isinstance(value, Response):
+    if isinstance(value, (Response, StreamingResponse)):
         return value
     if isinstance(value, str):
         return Response(value.encode(), 200, None, _TEXT)
@@ -133,5 +203,5 @@ def to_response(value: Any) -> Response:
         return Response(bytes(value), 200, None, _OCTETS)
     raise TypeError(
         f"a handler returned {type(value).__name__}; return str, bytes, dict, list, "
-        "an attrs instance, None or a trioweb.Response"
+        "an attrs instance, None, a trioweb.Response or a StreamingResponse"
     )

@@ -36,6 +36,7 @@ cancelled once nobody needs what it would read.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -43,7 +44,7 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -51,7 +52,8 @@ import trio
 from ._binding import Source
 from ._errors import HTTPError, IOCancelledError
 from ._request import Request
-from ._response import Response, status_response, to_response
+from ._response import EventStream, Response, StreamingResponse, status_response, to_response
+from ._sse import ServerSentEvent, encode_comment, encode_event
 from ._token import DisconnectToken
 
 if sys.version_info < (3, 11):
@@ -117,6 +119,18 @@ def report_outcome(scope: dict[str, Any], outcome: Outcome, handler_cancelled: b
         if report is not None:
             report["outcome"] = outcome.value
             report["handler_cancelled"] = handler_cancelled
+
+
+def _closing(iterable: AsyncIterable[object]) -> contextlib.AbstractAsyncContextManager[object]:
+    """Close an async generator on leaving, so its ``finally`` runs now, not at GC."""
+    if hasattr(iterable, "aclose"):
+        return contextlib.aclosing(iterable)  # type: ignore[type-var]
+    return contextlib.nullcontext()
+
+
+async def _aclose(iterable: AsyncIterable[object]) -> None:
+    async with _closing(iterable):
+        await trio.lowlevel.checkpoint()
 
 
 class ExchangeBase:
@@ -338,7 +352,11 @@ class HTTPExchange(ExchangeBase):
         except HTTPError as error:
             response = status_response(error.status, error.detail, error.headers)
         self._phase = _Phase.SENDING
-        if self.outcome is None:
+        if self.outcome is not None:
+            return  # the client is gone (cancel_on_disconnect=False): discard
+        if isinstance(response, StreamingResponse):
+            await self._send_stream(response)
+        else:
             await self._send_response(response)
 
     def _response_for_outcome(self) -> Response | None:
@@ -378,6 +396,66 @@ class HTTPExchange(ExchangeBase):
             await self.guarded_send(start)
             self._phase = _Phase.SENT
             await self.guarded_send(final)
+
+    async def _send_stream(self, response: StreamingResponse) -> None:
+        self._start_watcher()  # a stream blocks: its client must be watched
+        headers = response.raw_headers()
+        if self._close_connection:
+            headers.append((b"connection", b"close"))
+        self.response_started = True
+        await self.guarded_send(
+            {"type": "http.response.start", "status": response.status, "headers": headers}
+        )
+        if self.scope["method"] == "HEAD":
+            await _aclose(response.content)
+        elif isinstance(response, EventStream):
+            await self._send_events(response)
+        else:
+            async with _closing(response.content):
+                async for chunk in response.content:
+                    await self._send_chunk(chunk)
+                    if self.outcome is not None:
+                        break
+        if self.outcome is None:
+            self._phase = _Phase.SENT
+            await self.guarded_send({"type": "http.response.body", "body": b""})
+
+    async def _send_events(self, stream: EventStream) -> None:
+        # A producer task feeds a rendezvous channel, so waiting for the next
+        # event can time out (keep-alive) without cancelling the user's
+        # generator mid-await, and no cancel scope sits around a yield.
+        to_sender, events = trio.open_memory_channel[ServerSentEvent | str](0)
+
+        async def produce() -> None:
+            async with to_sender, _closing(stream.events):
+                async for event in stream.events:
+                    await to_sender.send(event)
+
+        interval = math.inf if stream.keepalive is None else stream.keepalive
+        async with trio.open_nursery() as nursery, events:
+            nursery.start_soon(produce)
+            while self.outcome is None:
+                with trio.move_on_after(interval) as idle:
+                    try:
+                        event = await events.receive()
+                    except trio.EndOfChannel:
+                        break
+                if idle.cancelled_caught:
+                    await self._send_chunk(encode_comment("keep-alive"))
+                elif isinstance(event, ServerSentEvent):
+                    await self._send_chunk(encode_event(event))
+                else:
+                    await self._send_chunk(encode_event(ServerSentEvent(str(event))))
+            nursery.cancel_scope.cancel()
+
+    async def _send_chunk(self, chunk: bytes | str) -> None:
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        elif not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(f"a stream yielded {type(chunk).__name__}; yield bytes or str")
+        await self.guarded_send(
+            {"type": "http.response.body", "body": bytes(chunk), "more_body": True}
+        )
 
     async def _send_incomplete_head(self) -> None:
         # Hypercorn answers 500 by itself to an app that ends before

@@ -314,7 +314,7 @@ class WebSocket(metaclass=NoPublicConstructor):
         before = self._state
         self._state = transition(self._state, Op.CLOSE)
         if before is WebSocketState.CONNECTED:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            await self._send_close(code, reason)
         elif before is WebSocketState.CONNECTING:
             await self._send({"type": "websocket.close", "code": code})
             return
@@ -337,7 +337,7 @@ class WebSocket(metaclass=NoPublicConstructor):
         before = self._state
         self._state = transition(self._state, Op.CLOSE)
         if before is WebSocketState.CONNECTED or before is WebSocketState.CONNECTING:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            await self._send_close(code, reason)
         else:
             await trio.lowlevel.checkpoint()
 
@@ -346,6 +346,12 @@ class WebSocket(metaclass=NoPublicConstructor):
         closes the connection (hypercorn sends close code 1011)."""
         self._state = transition(self._state, Op.ABORT)
         self._exchange.abort()
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        # The conversation ends with the code we chose; hypercorn reports the
+        # client's acknowledgement as 1000 whatever it was.
+        self.close_code, self.close_reason = code, reason
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _send(self, message: dict[str, Any]) -> None:
         # Hypercorn's send() never fails after the client left, and on HTTP/2

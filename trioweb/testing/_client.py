@@ -189,8 +189,8 @@ class StreamCall(_Call):
             self.headers = Headers.from_raw(message.get("headers", ()))
         return self.status_code
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The response body, chunk by chunk, as the app sends it."""
+    async def next_chunk(self) -> bytes | None:
+        """The next non-empty body chunk, or None once the body is complete."""
         await self.wait_response_start()
         while not self._response_done:
             message = await self._next_message("send the rest of the response body")
@@ -203,30 +203,23 @@ class StreamCall(_Call):
                 # Hypercorn, too, says "disconnect" after every complete response.
                 await self._to_app.send({"type": "http.disconnect"})
             if message.get("body"):
-                yield bytes(message["body"])
+                return bytes(message["body"])
+        return None
 
-    async def aiter_events(self) -> AsyncIterator[dict[str, str]]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The response body, chunk by chunk, as the app sends it.
+
+        A plain iterator, not a generator: breaking out of the loop is fine.
+        """
+        return _Chunks(self)
+
+    def aiter_events(self) -> AsyncIterator[dict[str, str]]:
         """Server-Sent Events, parsed: dicts with ``data``, and ``event``, ``id``, ``retry``."""
-        buffer = ""
-        async for chunk in self.aiter_bytes():
-            buffer += chunk.decode()
-            while "\n\n" in buffer:
-                block, buffer = buffer.split("\n\n", 1)
-                event: dict[str, str] = {}
-                for line in block.split("\n"):
-                    if not line or line.startswith(":"):
-                        continue
-                    field, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    event[field] = (
-                        f"{event[field]}\n{value}" if field == "data" and "data" in event else value
-                    )
-                if event:
-                    yield event
+        return _Events(self)
 
     async def read(self) -> TestResponse:
         """Read the whole response."""
-        content = b"".join([chunk async for chunk in self.aiter_bytes()])
+        content = b"".join([chunk async for chunk in _Chunks(self)])
         assert self.status_code is not None
         return TestResponse(self.status_code, self.headers, content)
 
@@ -242,6 +235,55 @@ class StreamCall(_Call):
             await self.disconnect()
         else:
             await self.wait_app_done()
+
+
+class _Chunks:
+    def __init__(self, call: StreamCall) -> None:
+        self._call = call
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._call.next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+
+class _Events:
+    def __init__(self, call: StreamCall) -> None:
+        self._call = call
+        self._buffer = ""
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> dict[str, str]:
+        while True:
+            while "\n\n" in self._buffer:
+                block, self._buffer = self._buffer.split("\n\n", 1)
+                event = parse_event(block)
+                if event:
+                    return event
+            chunk = await self._call.next_chunk()
+            if chunk is None:
+                raise StopAsyncIteration
+            self._buffer += chunk.decode()
+
+
+def parse_event(block: str) -> dict[str, str]:
+    """One SSE block as a dict; comments (keep-alives) are skipped, data lines joined."""
+    event: dict[str, str] = {}
+    for line in block.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data" and "data" in event:
+            value = f"{event['data']}\n{value}"
+        event[field] = value
+    return event
 
 
 @final

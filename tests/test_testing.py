@@ -1,0 +1,193 @@
+"""The test client and pytest plugin, used exactly as a user would: only fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from trioweb import App, DisconnectToken, Request, Server, StreamingResponse, WebSocket
+from trioweb.testing import AppDidNotRespond, StreamCall, TestClient
+
+from .wire import fetch
+
+
+class Record:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+
+@pytest.fixture
+def record() -> Record:
+    return Record()
+
+
+@pytest.fixture
+def app(record: Record) -> App:
+    app = App()
+
+    @app.on_startup
+    async def startup() -> None:
+        record.events.append("startup")
+
+    @app.on_shutdown
+    async def shutdown() -> None:
+        record.events.append("shutdown")
+
+    async def child() -> None:
+        try:
+            await trio.sleep(60)  # outlives nothing: the request ends when it does
+        finally:
+            record.events.append("child ended")
+
+    @app.get("/wait")
+    async def wait(token: DisconnectToken, nursery: trio.Nursery) -> str:
+        token.register(record.events.append, "callback")
+        nursery.start_soon(child)
+        try:
+            await trio.sleep(60)
+        except trio.Cancelled:
+            record.events.append("handler cancelled")
+            raise
+        return "waited a minute"
+
+    @app.post("/upload", max_body_size=10_000_000)
+    async def upload(request: Request) -> str:
+        try:
+            body = await request.body()
+        except trio.Cancelled:
+            record.events.append("upload cancelled")
+            raise
+        return f"{len(body)} bytes"
+
+    @app.get("/chunks/{count:int}")
+    async def chunks(count: int) -> StreamingResponse:
+        async def produce() -> AsyncIterator[bytes]:
+            try:
+                for i in range(count):
+                    yield b"%d\n" % i
+                    await trio.sleep(0.01)
+            finally:
+                record.events.append("generator closed")
+
+        return StreamingResponse(produce(), media_type="text/plain")
+
+    @app.websocket("/echo")
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            async for message in ws:
+                await ws.send(message)
+        finally:
+            record.events.append("echo ended")
+
+    return app
+
+
+async def test_lifespan_startup_ran(client: TestClient, record: Record) -> None:
+    assert record.events == ["startup"]
+    assert client.lifespan_supported
+
+
+async def test_lifespan_shutdown_runs_on_exit(app: App, record: Record) -> None:
+    async with TestClient(app):
+        assert record.events == ["startup"]
+    assert record.events == ["startup", "shutdown"]
+
+
+async def test_sixty_second_handler_finishes_instantly(
+    client: TestClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    client.timeout = 120
+    response = await client.get("/wait")
+    assert response.text == "waited a minute"
+    assert trio.current_time() >= 60  # virtual time went by, wall time did not
+
+
+async def test_disconnect_before_response_start(
+    client: TestClient, record: Record, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with client.stream("GET", "/wait") as call:
+        await trio.sleep(0.7)
+        await call.disconnect()
+    assert call.handler_cancelled
+    assert call.status_code is None
+    assert sorted(record.events) == ["callback", "child ended", "handler cancelled", "startup"]
+
+
+async def test_disconnect_mid_upload(client: TestClient, record: Record) -> None:
+    async with client.stream(
+        "POST", "/upload", headers={"content-length": "1000000"}, upload=True
+    ) as call:
+        await call.send_body(b"x" * 1000)
+        await trio.testing.wait_all_tasks_blocked()
+        await call.disconnect()
+    assert call.handler_cancelled
+    assert "upload cancelled" in record.events
+
+
+async def test_disconnect_mid_stream_of_50_chunks(
+    client: TestClient, record: Record, autojump_clock: trio.testing.MockClock
+) -> None:
+    received = []
+    async with client.stream("GET", "/chunks/50") as call:
+        async for chunk in call.aiter_bytes():
+            received.append(chunk)
+            if len(received) == 20:
+                break
+        await call.disconnect()
+    assert received == [b"%d\n" % i for i in range(20)]
+    assert call.outcome == "disconnected"
+    assert "generator closed" in record.events  # its finally ran
+
+
+async def test_stream_of_1000_chunks_read_fully(
+    client: TestClient, record: Record, autojump_clock: trio.testing.MockClock
+) -> None:
+    response = await client.get("/chunks/1000")
+    assert response.content == b"".join(b"%d\n" % i for i in range(1000))
+    assert "generator closed" in record.events
+
+
+async def test_websocket_echo_and_disconnect(client: TestClient, record: Record) -> None:
+    async with client.websocket("/echo") as ws:
+        await ws.send_text("hello")
+        assert await ws.receive_text() == "hello"
+        await ws.send_bytes(b"\x00\x01")
+        assert await ws.receive_bytes() == b"\x00\x01"
+        await ws.disconnect()
+    assert "echo ended" in record.events
+
+
+async def test_every_wait_is_bounded_with_a_clear_message(
+    client: TestClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    client.timeout = 5
+    call: StreamCall
+    with pytest.raises(
+        AppDidNotRespond, match=r"did not start the response within 5s \(GET /wait\)"
+    ):
+        async with client.stream("GET", "/wait") as call:
+            await call.wait_response_start()
+
+
+async def test_over_the_wire(live_server: Server) -> None:
+    response = await fetch(live_server.port, "GET", "/chunks/3")
+    assert response.status == 200
+    assert response.body == b"0\n1\n2\n"
+    assert live_server.url == f"http://127.0.0.1:{live_server.port}"
+
+
+async def test_websocket_over_the_wire(live_server: Server, record: Record) -> None:
+    async with open_websocket_url(f"ws://127.0.0.1:{live_server.port}/echo") as ws:
+        await ws.send_message("over the wire")
+        assert await ws.get_message() == "over the wire"
+    # The close handshake is done; what is left on the server is scheduling.
+    with trio.fail_after(5):
+        await trio.testing.wait_all_tasks_blocked()
+    assert "echo ended" in record.events
+    with pytest.raises(ConnectionClosed):
+        await ws.send_message("closed")
