@@ -23,7 +23,7 @@ def test_plan_for_every_injectable() -> None:
     app.get("/items/{item_id:int}")(uses_everything)
     (route,) = app._routes.routes()
     assert route.endpoint.plan.binders == (
-        Binder("item_id", Source.PATH),
+        Binder("item_id", Source.PATH, key="item_id"),
         Binder("request", Source.REQUEST),
         Binder("token", Source.TOKEN),
         Binder("nursery", Source.NURSERY),
@@ -32,7 +32,11 @@ def test_plan_for_every_injectable() -> None:
     assert route.endpoint.needs_nursery
 
 
-async def unbindable(item_id: int, mystery: str) -> None: ...
+class Mystery:
+    pass
+
+
+async def unbindable(item_id: int, mystery: Mystery) -> None: ...
 async def star_args(*args: Any) -> None: ...
 async def star_kwargs(**kwargs: Any) -> None: ...
 async def positional_only(item_id: int, /) -> None: ...

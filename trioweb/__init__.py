@@ -1,11 +1,16 @@
 """trioweb: a Trio-native web framework where the client going away cancels the request."""
 
 from ._app import App as App
+from ._binding import Cookie as Cookie
+from ._binding import Form as Form
+from ._binding import Header as Header
+from ._binding import Query as Query
 from ._datastructures import Headers as Headers
 from ._datastructures import QueryParams as QueryParams
 from ._errors import BlockingCallbackError as BlockingCallbackError
 from ._errors import HTTPError as HTTPError
 from ._errors import IOCancelledError as IOCancelledError
+from ._errors import RequestValidationError as RequestValidationError
 from ._errors import RouteDefinitionError as RouteDefinitionError
 from ._errors import TokenDisposedError as TokenDisposedError
 from ._errors import WebSocketAbortedError as WebSocketAbortedError
@@ -17,6 +22,7 @@ from ._request import Request as Request
 from ._response import EventStream as EventStream
 from ._response import Response as Response
 from ._response import StreamingResponse as StreamingResponse
+from ._router import Router as Router
 from ._serve import Server as Server
 from ._serve import serve as serve
 from ._shield import shielded as shielded
@@ -32,16 +38,22 @@ __all__ = [
     "App",
     "BlockingCallbackError",
     "CallbackRegistration",
+    "Cookie",
     "DisconnectToken",
     "DisconnectTokenStatistics",
     "EventStream",
+    "Form",
     "HTTPError",
+    "Header",
     "Headers",
     "IOCancelledError",
+    "Query",
     "QueryParams",
     "Request",
+    "RequestValidationError",
     "Response",
     "RouteDefinitionError",
+    "Router",
     "Server",
     "ServerSentEvent",
     "StreamingResponse",

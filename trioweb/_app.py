@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, final
 
 import attrs
 import trio
 
 from ._binding import BindingPlan, Source, annotations_of, implicit_converters, make_plan
-from ._errors import RouteDefinitionError
+from ._errors import HTTPError, RouteDefinitionError
 from ._request import Request
 from ._response import Response, status_response
+from ._router import Declaration, RouteDecorators, Router
 from ._routing import MethodNotAllowed, Route, RouteTable, compile_path
 from ._scope import HTTPExchange, Receive, Send
 from ._token import DisconnectToken
+from ._views import view_endpoints
 from ._websocket import WebSocket, WebSocketExchange
 
 logger = logging.getLogger("trioweb")
 
-H = TypeVar("H", bound=Callable[..., Awaitable[object]])
+H = TypeVar("H", bound=Callable[..., Any])
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
-
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[object]]
 
 
 @attrs.frozen
@@ -45,7 +47,7 @@ class Endpoint:
 
 
 @final
-class App:
+class App(RouteDecorators):
     """A trioweb application: an ASGI callable with route decorators.
 
     Args:
@@ -56,6 +58,9 @@ class App:
             one is answered 413. Routes may override it.
         shutdown_grace: Seconds that shutdown waits for tasks in
             :attr:`nursery` before cancelling them.
+        lifespan: ``lifespan(app)`` returns an async context manager entered
+            at startup (before the startup hooks) and left at shutdown (after
+            the shutdown hooks).
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class App:
         callback_budget: float = 0.001,
         max_body_size: int = 1024 * 1024,
         shutdown_grace: float = 5.0,
+        lifespan: Lifespan | None = None,
     ) -> None:
         if callback_budget <= 0:
             raise ValueError("callback_budget must be a positive number of seconds")
@@ -76,130 +82,98 @@ class App:
         self.shutdown_grace = shutdown_grace
         self._routes: RouteTable[Endpoint] = RouteTable()
         self._websocket_routes: RouteTable[Endpoint] = RouteTable()
+        self._lifespan_context = lifespan
         self._on_startup: list[Callable[[], Awaitable[object]]] = []
         self._on_shutdown: list[Callable[[], Awaitable[object]]] = []
+        self._before_request: list[Callable[[Request], Awaitable[object]]] = []
+        self._after_request: list[Callable[[Request, Any], Awaitable[object]]] = []
+        self._error_handlers: dict[type[BaseException] | int, Callable[..., Awaitable[object]]] = {}
+        # Whether any hook or error handler exists: requests without one skip them all.
+        self._hooked = False
         self._nursery: trio.Nursery | None = None
         self._asgi: ASGIApp = self._dispatch
 
     # ---- declaring routes ----
 
-    def route(
-        self,
-        path: str,
-        *,
-        methods: Iterable[str] = ("GET",),
-        name: str | None = None,
-        cancel_on_disconnect: bool = True,
-        timeout: float | None = None,
-        max_body_size: int | None = None,
-    ) -> Callable[[H], H]:
-        """Route ``methods`` on ``path`` to the decorated handler.
-
-        Args:
-            path: The path, with ``{name}`` or ``{name:converter}`` parameters
-                (converters: str, int, float, uuid, path).
-            methods: The HTTP methods. GET also answers HEAD.
-            name: The name for :meth:`url_for` (default: the handler's name).
-            cancel_on_disconnect: When False, a disconnect sets the token and
-                runs its callbacks but the handler runs to completion; its
-                response is then discarded.
-            timeout: Seconds before the handler is cancelled and the client
-                gets 504.
-            max_body_size: This route's request body limit (413 past it).
-
-        Raises:
-            RouteDefinitionError: The path is malformed, a parameter cannot be
-                bound, or the method and path are already routed.
-        """
-        method_set = frozenset(method.upper() for method in methods)
-        unknown = method_set - _HTTP_METHODS
-        if not method_set or unknown:
-            raise RouteDefinitionError(f"route {path!r}: unknown HTTP methods {sorted(unknown)}")
-        if timeout is not None and timeout <= 0:
-            raise RouteDefinitionError(f"route {path!r}: timeout must be positive")
-
-        def decorate(handler: H) -> H:
-            self._add(
-                path,
-                method_set,
-                handler,
-                name=name,
-                cancel_on_disconnect=cancel_on_disconnect,
-                timeout=timeout,
-                max_body_size=self.max_body_size if max_body_size is None else max_body_size,
-            )
-            return handler
-
-        return decorate
-
-    def get(self, path: str, **options: Any) -> Callable[[H], H]:
-        """``route(path, methods=["GET"], ...)``; also answers HEAD."""
-        return self.route(path, methods=("GET",), **options)
-
-    def post(self, path: str, **options: Any) -> Callable[[H], H]:
-        """``route(path, methods=["POST"], ...)``."""
-        return self.route(path, methods=("POST",), **options)
-
-    def put(self, path: str, **options: Any) -> Callable[[H], H]:
-        """``route(path, methods=["PUT"], ...)``."""
-        return self.route(path, methods=("PUT",), **options)
-
-    def patch(self, path: str, **options: Any) -> Callable[[H], H]:
-        """``route(path, methods=["PATCH"], ...)``."""
-        return self.route(path, methods=("PATCH",), **options)
-
-    def delete(self, path: str, **options: Any) -> Callable[[H], H]:
-        """``route(path, methods=["DELETE"], ...)``."""
-        return self.route(path, methods=("DELETE",), **options)
-
-    def websocket(
-        self, path: str, *, name: str | None = None, cancel_on_disconnect: bool = True
-    ) -> Callable[[H], H]:
-        """Route WebSocket connections on ``path`` to the decorated handler.
-
-        The handler gets a :class:`~trioweb.WebSocket` by annotation, and runs
-        in the same structured scope as an HTTP handler: a client that goes
-        away sets its token and cancels it (see :class:`~trioweb.WebSocket`).
-        """
-
-        def decorate(handler: H) -> H:
-            self._add(
-                path,
-                frozenset({"GET"}),
-                handler,
-                name=name,
-                cancel_on_disconnect=cancel_on_disconnect,
-                timeout=None,
-                max_body_size=0,
-                websocket=True,
-            )
-            return handler
-
-        return decorate
-
-    def _add(
-        self,
-        path: str,
-        methods: frozenset[str],
-        handler: Callable[..., Any],
-        *,
-        name: str | None,
-        websocket: bool = False,
-        **options: Any,
-    ) -> None:
+    def _declare(self, declaration: Declaration) -> None:
+        options = dict(declaration.options)
+        if options["max_body_size"] is None:
+            options["max_body_size"] = self.max_body_size
+        handler, path = declaration.handler, declaration.path
         annotations = annotations_of(handler)
         pattern = compile_path(path, implicit_converters(annotations))
+        path_params = {param: c.name for param, c in pattern.converters.items()}
+        name = declaration.name or handler.__name__
+        if isinstance(handler, type):
+            if declaration.websocket:
+                raise RouteDefinitionError(
+                    f"WebSocket route {path!r} needs a function, not a class"
+                )
+            for method, (view_handler, plan) in view_endpoints(
+                handler, path_params=path_params, injectable=_INJECTABLE, allowed=_HTTP_SOURCES
+            ).items():
+                endpoint = Endpoint(view_handler, plan, **options)
+                self._routes.add(Route(pattern, frozenset({method}), handler, endpoint, name))
+            return
         plan = make_plan(
             handler,
-            path_params={param: c.name for param, c in pattern.converters.items()},
+            path_params=path_params,
             injectable=_INJECTABLE,
             annotations=annotations,
-            allowed=_WEBSOCKET_SOURCES if websocket else _HTTP_SOURCES,
+            allowed=_WEBSOCKET_SOURCES if declaration.websocket else _HTTP_SOURCES,
         )
-        endpoint = Endpoint(handler, plan, websocket=websocket, **options)
+        endpoint = Endpoint(handler, plan, websocket=declaration.websocket, **options)
         # WebSocket routes live in a table of their own: the same path may serve both.
-        table = self._websocket_routes if websocket else self._routes
-        table.add(Route(pattern, methods, handler, endpoint, name or handler.__name__))
+        table = self._websocket_routes if declaration.websocket else self._routes
+        table.add(Route(pattern, declaration.methods, handler, endpoint, name))
+
+    def include(self, router: Router) -> None:
+        """Add the routes declared on ``router``, under its prefix."""
+        for declaration in router.declarations:
+            self._declare(attrs.evolve(declaration, path=router.prefix + declaration.path))
+
+    # ---- hooks ----
+
+    def before_request(self, hook: H) -> H:
+        """Run ``await hook(request)`` before each handler, inside the request's scope.
+
+        A hook that returns something other than None answers the request
+        with it, and the handler does not run.
+        """
+        self._before_request.append(hook)
+        self._hooked = True
+        return hook
+
+    def after_request(self, hook: H) -> H:
+        """Run ``await hook(request, response)`` after each handler; it may return
+        a replacement response (None keeps the one it was given)."""
+        self._after_request.append(hook)
+        self._hooked = True
+        return hook
+
+    def errorhandler(self, key: type[BaseException] | int) -> Callable[[H], H]:
+        """Answer an exception from a handler or hook with ``await handler(request, error)``.
+
+        ``key`` is an exception type (subclasses match too; the closest wins),
+        or an HTTP status, which matches an :class:`~trioweb.HTTPError` with it.
+        """
+        if not (isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))):
+            raise TypeError(f"errorhandler() takes an exception type or a status, not {key!r}")
+
+        def decorate(handler: H) -> H:
+            self._error_handlers[key] = handler
+            self._hooked = True
+            return handler
+
+        return decorate
+
+    def _error_handler_for(self, error: BaseException) -> Callable[..., Awaitable[object]] | None:
+        if isinstance(error, HTTPError) and error.status in self._error_handlers:
+            return self._error_handlers[error.status]
+        for kind in type(error).__mro__:
+            if kind in self._error_handlers:
+                return self._error_handlers[kind]
+        return None
 
     def url_for(self, name: str, **params: object) -> str:
         """The path of the route called ``name``, with ``params`` filled in.
@@ -247,13 +221,15 @@ class App:
             return
         failure: str | None = None
         try:
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
                 self._nursery = nursery
                 try:
+                    if self._lifespan_context is not None:
+                        await stack.enter_async_context(self._lifespan_context(self))
                     for hook in self._on_startup:
                         await hook()
                 except Exception as error:
-                    logger.exception("startup hook failed")
+                    logger.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(error)})
                     nursery.cancel_scope.cancel()
                     return
@@ -262,9 +238,11 @@ class App:
                 try:
                     for hook in self._on_shutdown:
                         await hook()
+                    await stack.aclose()
                 except Exception as error:
-                    logger.exception("shutdown hook failed")
+                    logger.exception("shutdown failed")
                     failure = repr(error)
+                # Work in app.nursery gets a grace period, then is cancelled.
                 nursery.cancel_scope.deadline = trio.current_time() + self.shutdown_grace
         finally:
             self._nursery = None

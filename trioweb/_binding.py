@@ -1,23 +1,44 @@
 """Turn a handler's signature into a binding plan, once, when the route is declared.
 
-Pure: the app tells :func:`make_plan` which annotation types it can inject
-(``Request``, ``DisconnectToken``, ``trio.Nursery``, ...) and this module decides,
-per parameter, where its value comes from. Anything that cannot be bound is a
-:class:`~trioweb.RouteDefinitionError` naming the handler and the parameter,
-raised by the decorator rather than by the first request.
+Pure: the app tells :func:`make_plan` which annotation types it injects
+(``Request``, ``DisconnectToken``, ``trio.Nursery``, ...), and this module decides,
+per parameter, where its value comes from:
+
+* a path parameter, by name;
+* an injected object, by annotation;
+* a header or cookie, with ``Annotated[str, Header("x-request-id")]`` /
+  ``Annotated[str, Cookie("session")]``;
+* the body: an attrs class (JSON, structured with cattrs, validators honoured),
+  ``bytes`` (raw), or ``Annotated[T, Form()]`` (``x-www-form-urlencoded``);
+* otherwise a query parameter by name (``str``, ``int``, ``float``, ``bool``,
+  ``uuid.UUID``, ``list[...]`` of those, ``X | None``, defaults).
+
+Anything that cannot be bound is a :class:`~trioweb.RouteDefinitionError` naming
+the handler and the parameter. Per request only :func:`extract` runs: it
+returns the values, or raises :class:`~trioweb.RequestValidationError` (422, one
+entry per offending field) or :class:`~trioweb.HTTPError` (400 for malformed
+JSON, 415 for a body of the wrong media type).
 """
 
 from __future__ import annotations
 
 import enum
 import inspect
+import json
+import types
 import typing
 import uuid
 from collections.abc import Callable, Collection, Mapping
+from http.cookies import SimpleCookie
+from typing import Annotated, Any, Union
+from urllib.parse import parse_qsl
 
 import attrs
+import cattrs
+from cattrs.v import format_exception
 
-from ._errors import RouteDefinitionError
+from ._datastructures import Headers, QueryParams
+from ._errors import HTTPError, RequestValidationError, RouteDefinitionError
 from ._util import describe_callable
 
 
@@ -25,6 +46,12 @@ class Source(enum.Enum):
     """Where a parameter's value comes from."""
 
     PATH = "path parameter"
+    QUERY = "query parameter"
+    HEADER = "header"
+    COOKIE = "cookie"
+    JSON = "JSON body"
+    RAW = "raw body"
+    FORM = "form body"
     REQUEST = "Request"
     TOKEN = "DisconnectToken"
     NURSERY = "trio.Nursery"
@@ -32,23 +59,224 @@ class Source(enum.Enum):
     WEBSOCKET = "WebSocket"
 
 
-# The type each path converter produces, and the converter an annotation implies.
-_CONVERTER_TYPES: Mapping[str, type] = {
-    "str": str,
-    "path": str,
-    "int": int,
-    "float": float,
-    "uuid": uuid.UUID,
+#: The sources a request's data feeds (the rest are injected objects).
+DATA_SOURCES = frozenset(
+    {Source.QUERY, Source.HEADER, Source.COOKIE, Source.JSON, Source.RAW, Source.FORM}
+)
+BODY_SOURCES = frozenset({Source.JSON, Source.RAW, Source.FORM})
+
+
+@attrs.frozen
+class Header:
+    """Marks a parameter as a request header: ``Annotated[str, Header("x-request-id")]``.
+
+    Without a name, the parameter's own, with ``_`` as ``-``.
+    """
+
+    name: str | None = None
+
+
+@attrs.frozen
+class Cookie:
+    """Marks a parameter as a cookie: ``Annotated[str, Cookie("session")]``."""
+
+    name: str | None = None
+
+
+@attrs.frozen
+class Query:
+    """Names a query parameter differently from the handler parameter."""
+
+    name: str | None = None
+
+
+@attrs.frozen
+class Form:
+    """Marks a parameter as the form body (``application/x-www-form-urlencoded``).
+
+    Annotate an attrs class (fields structured from the form's values) or
+    ``dict[str, str]``.
+    """
+
+
+_MISSING = inspect.Parameter.empty
+
+# ---- scalar values from text (query, headers, cookies, forms) ----
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false/1/0/yes/no/on/off), got {text!r}")
+
+
+def _to_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
+def _to_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _to_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ValueError(f"expected a UUID, got {text!r}") from None
+
+
+_SCALARS: Mapping[object, Callable[[str], object]] = {
+    str: str,
+    int: _to_int,
+    float: _to_float,
+    bool: _to_bool,
+    uuid.UUID: _to_uuid,
 }
-_IMPLICIT_CONVERTERS: Mapping[type, str] = {int: "int", float: "float", uuid.UUID: "uuid"}
+
+
+def _unwrap_optional(hint: object) -> tuple[object, bool]:
+    """(inner type, whether None is allowed) for ``X | None`` / ``Optional[X]``."""
+    origin = typing.get_origin(hint)
+    if origin is Union or origin is types.UnionType:
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1 and len(typing.get_args(hint)) == 2:
+            return args[0], True
+    return hint, False
+
+
+@attrs.frozen
+class TextConverter:
+    """How the text values of one query parameter, header or cookie become a value."""
+
+    convert: Callable[[str], object]
+    many: bool
+
+    def __call__(self, values: list[str]) -> object:
+        if self.many:
+            return [self.convert(value) for value in values]
+        return self.convert(values[-1])
+
+
+def text_converter(hint: object) -> TextConverter | None:
+    """The converter for ``hint``, or None if text cannot become one."""
+    if hint in _SCALARS:
+        return TextConverter(_SCALARS[hint], many=False)
+    if typing.get_origin(hint) in (list, tuple, set, frozenset) or hint is list:
+        args = typing.get_args(hint)
+        item = args[0] if args else str
+        if item in _SCALARS and (typing.get_origin(hint) is not tuple or args[1:] == (...,)):
+            return TextConverter(_SCALARS[item], many=True)
+    return None
+
+
+# ---- structured bodies ----
+
+
+def _strict(kind: type | tuple[type, ...], name: str) -> Callable[[object, object], object]:
+    def structure(value: object, _: object) -> object:
+        # bool is an int in Python, but true is not a number in JSON.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            raise TypeError(f"expected {name}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _structure_float(value: object, _: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected number, got {type(value).__name__}")
+    return float(value)
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter that does not coerce: ``1`` is not a string, ``5.7`` not an int."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(str, _strict(str, "string"))
+    converter.register_structure_hook(int, _strict(int, "integer"))
+    converter.register_structure_hook(bool, _strict(bool, "boolean"))
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook(uuid.UUID, _structure_uuid)
+    return converter
+
+
+def _structure_uuid(value: object, _: object) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a UUID string, got {type(value).__name__}")
+    return _to_uuid(value)
+
+
+_converter = make_converter()
+
+
+def _format_error(error: BaseException, kind: type | None) -> str:
+    # Our strict hooks and attrs validators say precisely what is wrong.
+    if isinstance(error, (ValueError, TypeError)) and str(error):
+        return str(error)
+    return format_exception(error, kind)
+
+
+def _split_path(path: str) -> list[str | int]:
+    """``$.item.tags[2]`` -> ["item", "tags", 2]."""
+    parts: list[str | int] = []
+    for piece in path.removeprefix("$").replace("[", ".[").split("."):
+        if not piece:
+            continue
+        if piece.startswith("[") and piece.endswith("]"):
+            inner = piece[1:-1]
+            parts.append(int(inner) if inner.isdigit() else inner.strip("'\""))
+        else:
+            parts.append(piece)
+    return parts
+
+
+def structure(data: object, kind: object, location: str) -> object:
+    """Structure ``data`` into ``kind``, or raise a 422 listing every bad field."""
+    if attrs.has(kind) and not isinstance(data, dict):  # type: ignore[arg-type]
+        raise RequestValidationError(
+            [{"loc": [location], "msg": f"expected an object, got {type(data).__name__}"}]
+        )
+    try:
+        return _converter.structure(data, typing.cast(Any, kind))
+    except Exception as error:
+        errors: list[dict[str, object]] = []
+        for line in cattrs.transform_error(error, path="$", format_exception=_format_error):
+            message, _, path = line.rpartition(" @ ")
+            errors.append({"loc": [location, *_split_path(path)], "msg": message})
+        raise RequestValidationError(errors) from None
+
+
+# ---- the plan ----
 
 
 @attrs.frozen
 class Binder:
-    """One parameter of the handler and its source."""
+    """One parameter of the handler and how to get its value."""
 
     name: str
     source: Source
+    key: str = ""
+    convert: TextConverter | None = None
+    body_type: object = None
+    default: object = _MISSING
 
 
 @attrs.frozen
@@ -56,33 +284,124 @@ class BindingPlan:
     """How to call one handler: its binders, in signature order."""
 
     binders: tuple[Binder, ...]
+    sources: frozenset[Source] = attrs.field(init=False)
+    data_binders: tuple[Binder, ...] = attrs.field(init=False)
+
+    @sources.default
+    def _sources(self) -> frozenset[Source]:
+        return frozenset(binder.source for binder in self.binders)
+
+    @data_binders.default
+    def _data_binders(self) -> tuple[Binder, ...]:
+        return tuple(binder for binder in self.binders if binder.source in DATA_SOURCES)
 
     @property
-    def sources(self) -> frozenset[Source]:
-        return frozenset(binder.source for binder in self.binders)
+    def needs_body(self) -> bool:
+        return bool(self.sources & BODY_SOURCES)
 
 
 def annotations_of(handler: Callable[..., object]) -> dict[str, object]:
-    """The handler's resolved annotations.
+    """The handler's resolved annotations, ``Annotated`` kept.
 
     Raises:
         RouteDefinitionError: An annotation names something that does not exist.
     """
     try:
-        return typing.get_type_hints(handler)
+        # For a class-based view: its attributes' annotations.
+        return typing.get_type_hints(handler, include_extras=True)
     except Exception as exc:
         raise RouteDefinitionError(
             f"cannot resolve the annotations of handler {describe_callable(handler)}: {exc}"
         ) from exc
 
 
+def _strip_annotated(hint: object) -> tuple[object, tuple[object, ...]]:
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        return base, tuple(extras)
+    return hint, ()
+
+
 def implicit_converters(annotations: Mapping[str, object]) -> dict[str, str]:
     """Converters for ``{x}`` path parameters implied by annotations (``x: int``)."""
-    return {
-        name: _IMPLICIT_CONVERTERS[hint]
-        for name, hint in annotations.items()
-        if isinstance(hint, type) and hint in _IMPLICIT_CONVERTERS
-    }
+    implied = {int: "int", float: "float", uuid.UUID: "uuid"}
+    result = {}
+    for name, hint in annotations.items():
+        base, _ = _strip_annotated(hint)
+        if isinstance(base, type) and base in implied:
+            result[name] = implied[base]
+    return result
+
+
+_CONVERTER_TYPES: Mapping[str, type] = {
+    "str": str,
+    "path": str,
+    "int": int,
+    "float": float,
+    "uuid": uuid.UUID,
+}
+
+
+def binder_for(
+    name: str,
+    hint: object,
+    default: object,
+    *,
+    where: str,
+    path_params: Mapping[str, str],
+    injectable: Mapping[type, Source],
+) -> Binder:
+    """Decide where one parameter (or view attribute) comes from.
+
+    Raises:
+        RouteDefinitionError: It cannot be bound.
+    """
+    base, extras = _strip_annotated(hint)
+    markers = [extra for extra in extras if isinstance(extra, (Header, Cookie, Query, Form))]
+    if len(markers) > 1:
+        raise RouteDefinitionError(f"{where} has more than one of Header/Cookie/Query/Form")
+    marker = markers[0] if markers else None
+    if marker is None and isinstance(base, type) and base in injectable:
+        return Binder(name, injectable[base])
+    if marker is None and name in path_params:
+        produced = _CONVERTER_TYPES[path_params[name]]
+        if base in _CONVERTER_TYPES.values() and base is not produced:
+            raise RouteDefinitionError(
+                f"{where} is annotated {getattr(base, '__name__', base)} but its path "
+                f"converter {path_params[name]!r} produces {produced.__name__}"
+            )
+        return Binder(name, Source.PATH, key=name)
+    inner, optional = _unwrap_optional(base)
+    if optional and default is _MISSING:
+        default = None
+    if isinstance(marker, Form):
+        if not (attrs.has(inner) or typing.get_origin(inner) is dict or inner is dict):  # type: ignore[arg-type]
+            raise RouteDefinitionError(
+                f"{where}: a Form() must be an attrs class or dict[str, str]"
+            )
+        if attrs.has(inner):  # type: ignore[arg-type]
+            # Form values are converted per field type: resolve string annotations now.
+            attrs.resolve_types(inner)
+        return Binder(name, Source.FORM, body_type=inner, default=default)
+    if marker is None and inner is bytes:
+        return Binder(name, Source.RAW, default=default)
+    if marker is None and attrs.has(inner):  # type: ignore[arg-type]
+        return Binder(name, Source.JSON, body_type=base, default=default)
+    converter = text_converter(inner)
+    if converter is None:
+        kinds = ", ".join(sorted(s.value for s in set(injectable.values())))
+        raise RouteDefinitionError(
+            f"{where} cannot be bound: {getattr(hint, '__name__', hint)!r} is neither a path "
+            f"parameter, an injectable ({kinds}), an attrs class or bytes (the body), nor a "
+            "str/int/float/bool/UUID or a list of them (query, header, cookie)"
+        )
+    if isinstance(marker, Header):
+        key = (marker.name or name.replace("_", "-")).lower()
+        return Binder(name, Source.HEADER, key, converter, default=default)
+    if isinstance(marker, Cookie):
+        return Binder(name, Source.COOKIE, marker.name or name, converter, default=default)
+    key = marker.name if isinstance(marker, Query) and marker.name else name
+    return Binder(name, Source.QUERY, key, converter, default=default)
 
 
 def make_plan(
@@ -92,6 +411,7 @@ def make_plan(
     injectable: Mapping[type, Source],
     annotations: Mapping[str, object] | None = None,
     allowed: Collection[Source] | None = None,
+    skip_first: bool = False,
 ) -> BindingPlan:
     """Decide where each parameter of ``handler`` comes from.
 
@@ -101,6 +421,7 @@ def make_plan(
         injectable: Annotation types the framework injects, and their source.
         annotations: ``handler``'s resolved annotations, if already known.
         allowed: The sources this kind of route offers (all if None).
+        skip_first: Skip the first parameter (``self`` of a view method).
 
     Raises:
         RouteDefinitionError: A parameter cannot be bound, or its annotation
@@ -115,30 +436,144 @@ def make_plan(
     ):
         raise RouteDefinitionError(f"handler {name} must be an async function (async def)")
     hints = annotations_of(handler) if annotations is None else annotations
+    parameters = list(inspect.signature(handler).parameters.values())[1 if skip_first else 0 :]
     binders = []
-    for parameter in inspect.signature(handler).parameters.values():
+    for parameter in parameters:
         where = f"parameter {parameter.name!r} of handler {name}"
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise RouteDefinitionError(f"{where}: *args and **kwargs cannot be bound")
         if parameter.kind is parameter.POSITIONAL_ONLY:
             raise RouteDefinitionError(f"{where} is positional-only; handlers are called by name")
-        hint = hints.get(parameter.name)
-        source = injectable.get(hint) if isinstance(hint, type) else None
-        if parameter.name in path_params and source is None:
-            produced = _CONVERTER_TYPES[path_params[parameter.name]]
-            if hint in _CONVERTER_TYPES.values() and hint is not produced:
-                raise RouteDefinitionError(
-                    f"{where} is annotated {getattr(hint, '__name__', hint)} but its path "
-                    f"converter {path_params[parameter.name]!r} produces {produced.__name__}"
-                )
-            source = Source.PATH
-        if source is None:
-            raise RouteDefinitionError(
-                f"{where} cannot be bound: it is not a path parameter of the route and its "
-                f"annotation {getattr(hint, '__name__', hint)!r} is none of "
-                f"{', '.join(sorted(s.value for s in set(injectable.values())))}"
-            )
-        if allowed is not None and source not in allowed:
-            raise RouteDefinitionError(f"{where}: a {source.value} is not available here")
-        binders.append(Binder(parameter.name, source))
+        binder = binder_for(
+            parameter.name,
+            hints.get(parameter.name, str),
+            parameter.default,
+            where=where,
+            path_params=path_params,
+            injectable=injectable,
+        )
+        if allowed is not None and binder.source not in allowed:
+            raise RouteDefinitionError(f"{where}: a {binder.source.value} is not available here")
+        binders.append(binder)
+    if sum(binder.source in BODY_SOURCES for binder in binders) > 1:
+        raise RouteDefinitionError(f"handler {name} has more than one body parameter")
     return BindingPlan(tuple(binders))
+
+
+# ---- per request ----
+
+
+def _media_type(headers: Headers) -> str:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _cookies(headers: Headers) -> dict[str, list[str]]:
+    jar: dict[str, list[str]] = {}
+    for header in headers.getlist("cookie"):
+        parsed: SimpleCookie = SimpleCookie()
+        try:
+            parsed.load(header)
+        except Exception:
+            continue  # a malformed cookie header is ignored, as browsers do
+        for key, morsel in parsed.items():
+            jar.setdefault(key, []).append(morsel.value)
+    return jar
+
+
+def _body_value(binder: Binder, body: bytes, headers: Headers) -> object:
+    if binder.source is Source.RAW:
+        return body
+    media_type = _media_type(headers)
+    if not body and binder.default is not _MISSING:
+        return binder.default
+    if binder.source is Source.JSON:
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise HTTPError(415, f"expected an application/json body, got {media_type or 'none'!r}")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise HTTPError(400, f"malformed JSON body: {error}") from None
+        return structure(data, binder.body_type, "body")
+    if media_type != "application/x-www-form-urlencoded":
+        raise HTTPError(415, f"expected a form body, got {media_type or 'none'!r}")
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise HTTPError(400, "the form body is not UTF-8") from None
+    form = dict(pairs)
+    if not attrs.has(binder.body_type):  # type: ignore[arg-type]
+        return form
+    return _structure_form(form, binder.body_type)
+
+
+def _structure_form(form: dict[str, str], kind: Any) -> object:
+    """Form values are text: convert each field by its type, then build the class."""
+    values: dict[str, object] = {}
+    errors: list[dict[str, object]] = []
+    for field in attrs.fields(kind):
+        key = field.alias or field.name
+        if key not in form:
+            continue
+        inner, _ = _unwrap_optional(field.type)
+        converter = text_converter(inner) if inner is not str else None
+        try:
+            values[key] = converter([form[key]]) if converter else form[key]
+        except ValueError as error:
+            errors.append({"loc": ["body", key], "msg": str(error)})
+    if errors:
+        raise RequestValidationError(errors)
+    for key in form.keys() - {f.alias or f.name for f in attrs.fields(kind)}:
+        errors.append({"loc": ["body", key], "msg": "unexpected field"})
+    if errors:
+        raise RequestValidationError(errors)
+    try:
+        return kind(**values)  # attrs validators run here
+    except (TypeError, ValueError) as error:
+        raise RequestValidationError([{"loc": ["body"], "msg": str(error)}]) from None
+
+
+def extract(
+    plan: BindingPlan, *, query_string: bytes, headers: Headers, body: bytes | None
+) -> dict[str, object]:
+    """The values of the plan's query, header, cookie and body parameters.
+
+    Raises:
+        RequestValidationError: 422, listing every offending field.
+        HTTPError: 400 (malformed JSON) or 415 (wrong body media type).
+    """
+    values: dict[str, object] = {}
+    errors: list[dict[str, object]] = []
+    query: QueryParams | None = None
+    cookies: dict[str, list[str]] | None = None
+    for binder in plan.data_binders:
+        if binder.source in BODY_SOURCES:
+            try:
+                values[binder.name] = _body_value(binder, body or b"", headers)
+            except RequestValidationError as error:
+                errors.extend(error.errors)
+            continue
+        if binder.source is Source.QUERY:
+            if query is None:
+                query = QueryParams.from_query_string(query_string)
+            raw = query.getlist(binder.key)
+        elif binder.source is Source.HEADER:
+            raw = headers.getlist(binder.key)
+        else:
+            if cookies is None:
+                cookies = _cookies(headers)
+            raw = cookies.get(binder.key, [])
+        location = binder.source.value.split()[0]
+        assert binder.convert is not None
+        if not raw and not binder.convert.many:
+            if binder.default is _MISSING:
+                errors.append({"loc": [location, binder.key], "msg": "field required"})
+            else:
+                values[binder.name] = binder.default
+            continue
+        try:
+            values[binder.name] = binder.convert(raw)
+        except ValueError as error:
+            errors.append({"loc": [location, binder.key], "msg": str(error)})
+    if errors:
+        raise RequestValidationError(errors)
+    return values

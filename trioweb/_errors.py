@@ -9,6 +9,7 @@ The tree::
      └── TokenDisposedError         a DisconnectToken used after its request ended
     Exception
      ├── HTTPError                  raise anywhere in a handler to answer with that status
+     │    └── RequestValidationError  422: the request does not fit the parameters
      ├── IOCancelledError           a body read or response write cut by Request.cancel_io()
      └── WebSocketError
           ├── WebSocketClosed       the conversation is over (carries code and reason)
@@ -69,6 +70,20 @@ class HTTPError(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.detail}".strip()
+
+
+@final
+class RequestValidationError(HTTPError):
+    """The request's data does not fit the handler's parameters: 422.
+
+    Attributes:
+        errors: One entry per offending field: ``{"loc": [where, name, ...],
+            "msg": why}``, where ``where`` is path, query, header, cookie or body.
+    """
+
+    def __init__(self, errors: list[dict[str, object]]) -> None:
+        super().__init__(422, "the request does not fit the handler's parameters")
+        self.errors = errors
 
 
 @final

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from ._errors import HTTPError, RequestValidationError
 from ._sse import ServerSentEvent
 
 _TEXT = "text/plain; charset=utf-8"
@@ -173,6 +174,13 @@ class EventStream(StreamingResponse):
         )
         self.events = events
         self.keepalive = keepalive
+
+
+def error_response(error: HTTPError) -> Response:
+    """The response for an :class:`~trioweb.HTTPError` (JSON for validation errors)."""
+    if isinstance(error, RequestValidationError):
+        return Response(json_bytes({"detail": error.errors}), error.status, error.headers, _JSON)
+    return status_response(error.status, error.detail, error.headers)
 
 
 def status_response(

@@ -49,10 +49,17 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._binding import Source
+from ._binding import Source, extract
 from ._errors import HTTPError, IOCancelledError
 from ._request import Request
-from ._response import EventStream, Response, StreamingResponse, status_response, to_response
+from ._response import (
+    EventStream,
+    Response,
+    StreamingResponse,
+    error_response,
+    status_response,
+    to_response,
+)
 from ._sse import ServerSentEvent, encode_comment, encode_event
 from ._token import DisconnectToken
 
@@ -180,7 +187,7 @@ class ExchangeBase:
         for binder in self.endpoint.plan.binders:
             source = binder.source
             if source is Source.PATH:
-                kwargs[binder.name] = self.params[binder.name]
+                kwargs[binder.name] = self.params[binder.key]
             elif source is Source.REQUEST:
                 kwargs[binder.name] = self.get_request()
             elif source is Source.TOKEN:
@@ -339,7 +346,11 @@ class HTTPExchange(ExchangeBase):
             self._finish(handler_cancelled)
 
     async def _respond(self) -> None:
-        coro = self.endpoint.handler(**self._bind())
+        endpoint = self.endpoint
+        if endpoint.plan.data_binders or self.app._hooked:
+            coro = self._pipeline()
+        else:  # the fast path: nothing to read or run before the handler
+            coro = endpoint.handler(**self._bind())
         try:
             try:
                 trap = coro.send(None)
@@ -350,7 +361,7 @@ class HTTPExchange(ExchangeBase):
                 result = await resume(coro, trap)
             response = to_response(result)
         except HTTPError as error:
-            response = status_response(error.status, error.detail, error.headers)
+            response = error_response(error)
         self._phase = _Phase.SENDING
         if self.outcome is not None:
             return  # the client is gone (cancel_on_disconnect=False): discard
@@ -358,6 +369,38 @@ class HTTPExchange(ExchangeBase):
             await self._send_stream(response)
         else:
             await self._send_response(response)
+
+    async def _pipeline(self) -> object:
+        """Binding from the request's data, hooks, the handler and error handlers."""
+        app, plan = self.app, self.endpoint.plan
+        request = self.get_request()
+        try:
+            kwargs = self._bind()
+            if plan.data_binders:
+                body = await self.read_body() if plan.needs_body else None
+                kwargs.update(
+                    extract(
+                        plan, query_string=request.query_string, headers=request.headers, body=body
+                    )
+                )
+            for before in app._before_request:
+                early = await before(request)
+                if early is not None:
+                    result: object = early
+                    break
+            else:
+                result = await self.endpoint.handler(**kwargs)
+        except Exception as error:
+            handler = app._error_handler_for(error)
+            if handler is None:
+                raise
+            result = await handler(request, error)
+        response = to_response(result)
+        for after in app._after_request:
+            replaced = await after(request, response)
+            if replaced is not None:
+                response = to_response(replaced)
+        return response
 
     def _response_for_outcome(self) -> Response | None:
         if self.outcome is Outcome.TIMED_OUT:
@@ -370,7 +413,7 @@ class HTTPExchange(ExchangeBase):
         if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
             only = error.exceptions[0]
             if isinstance(only, HTTPError) and not self.response_started:
-                return status_response(only.status, only.detail, only.headers)
+                return error_response(only)
         self._log_failure(error)
         if self.app.debug:
             return Response("".join(traceback.format_exception(error)), 500)
