@@ -18,10 +18,12 @@ from ._errors import WebSocketClosed as WebSocketClosed
 from ._errors import WebSocketDisposedError as WebSocketDisposedError
 from ._errors import WebSocketError as WebSocketError
 from ._errors import WebSocketStateError as WebSocketStateError
+from ._files import FileResponse as FileResponse
 from ._request import Request as Request
 from ._response import EventStream as EventStream
 from ._response import Response as Response
 from ._response import StreamingResponse as StreamingResponse
+from ._response import redirect as redirect
 from ._router import Router as Router
 from ._serve import Server as Server
 from ._serve import serve as serve
@@ -42,6 +44,7 @@ __all__ = [
     "DisconnectToken",
     "DisconnectTokenStatistics",
     "EventStream",
+    "FileResponse",
     "Form",
     "HTTPError",
     "Header",
@@ -66,6 +69,7 @@ __all__ = [
     "WebSocketState",
     "WebSocketStateError",
     "__version__",
+    "redirect",
     "serve",
     "shielded",
 ]

@@ -277,6 +277,12 @@ class Binder:
     convert: TextConverter | None = None
     body_type: object = None
     default: object = _MISSING
+    #: Where an error in this value is reported (the first word of the source).
+    location: str = attrs.field(init=False)
+
+    @location.default
+    def _location(self) -> str:
+        return self.source.value.split()[0]
 
 
 @attrs.frozen
@@ -562,7 +568,7 @@ def extract(
             if cookies is None:
                 cookies = _cookies(headers)
             raw = cookies.get(binder.key, [])
-        location = binder.source.value.split()[0]
+        location = binder.location
         assert binder.convert is not None
         if not raw and not binder.convert.many:
             if binder.default is _MISSING:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import email.utils
 import http
 import json
+import re
 import uuid
 from collections.abc import AsyncIterable, Mapping
 from typing import Any
@@ -12,8 +14,11 @@ from typing import Any
 import attrs
 
 from ._errors import HTTPError, RequestValidationError
+from ._files import FileResponse
 from ._sse import ServerSentEvent
 
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*")
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 _OCTETS = "application/octet-stream"
@@ -53,7 +58,7 @@ class Response:
             (sends ``Connection: close``).
     """
 
-    __slots__ = ("body", "close_connection", "headers", "media_type", "status")
+    __slots__ = ("body", "close_connection", "cookies", "headers", "media_type", "status")
 
     def __init__(
         self,
@@ -76,12 +81,62 @@ class Response:
         self.headers = dict(headers or {})
         self.media_type = media_type
         self.close_connection = close_connection
+        self.cookies: list[str] = []
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: datetime.datetime | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str | None = "lax",
+    ) -> None:
+        """Add a ``Set-Cookie`` header.
+
+        Raises:
+            ValueError: The name or value has characters a cookie cannot hold,
+                or ``samesite`` is not strict, lax or none.
+        """
+        if not name or not _COOKIE_NAME.fullmatch(name):
+            raise ValueError(f"invalid cookie name {name!r}")
+        if not _COOKIE_VALUE.fullmatch(value):
+            raise ValueError(f"invalid cookie value {value!r}: quote or encode it first")
+        parts = [f"{name}={value}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={int(max_age)}")
+        if expires is not None:
+            parts.append(f"Expires={email.utils.format_datetime(expires, usegmt=True)}")
+        if path is not None:
+            parts.append(f"Path={path}")
+        if domain is not None:
+            parts.append(f"Domain={domain}")
+        if secure:
+            parts.append("Secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite is not None:
+            if samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError("samesite must be 'strict', 'lax' or 'none'")
+            parts.append(f"SameSite={samesite.capitalize()}")
+        self.cookies.append("; ".join(parts))
+
+    def delete_cookie(
+        self, name: str, *, path: str | None = "/", domain: str | None = None
+    ) -> None:
+        """Tell the client to drop cookie ``name``."""
+        self.set_cookie(name, "", max_age=0, path=path, domain=domain)
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers as ASGI wants them, with content type and length added."""
         if (
             not self.headers
             and not self.close_connection
+            and not self.cookies
             and self.media_type
             and self.status >= 200
             and self.status not in (204, 304)
@@ -102,6 +157,7 @@ class Response:
             raw.append((b"content-length", str(len(self.body)).encode()))
         if self.close_connection:
             raw.append((b"connection", b"close"))
+        raw.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in self.cookies)
         return raw
 
     def __repr__(self) -> str:
@@ -176,6 +232,13 @@ class EventStream(StreamingResponse):
         self.keepalive = keepalive
 
 
+def redirect(url: str, status: int = 307) -> Response:
+    """A redirect to ``url`` (307 keeps the method and body; 301, 302, 303, 308 also allowed)."""
+    if status not in (301, 302, 303, 307, 308):
+        raise ValueError(f"{status} is not a redirect status")
+    return Response(b"", status, {"location": url})
+
+
 def error_response(error: HTTPError) -> Response:
     """The response for an :class:`~trioweb.HTTPError` (JSON for validation errors)."""
     if isinstance(error, RequestValidationError):
@@ -190,7 +253,7 @@ def status_response(
     return Response(detail or http.HTTPStatus(status).phrase, status, headers)
 
 
-def to_response(value: Any) -> Response | StreamingResponse:
+def to_response(value: Any) -> Response | StreamingResponse | FileResponse:
     """Convert a handler's return value.
 
     ``str`` is text/plain, ``bytes`` application/octet-stream, ``dict``,
@@ -199,7 +262,7 @@ def to_response(value: Any) -> Response | StreamingResponse:
     Raises:
         TypeError: The value is none of those.
     """
-    if isinstance(value, (Response, StreamingResponse)):
+    if isinstance(value, (Response, StreamingResponse, FileResponse)):
         return value
     if isinstance(value, str):
         return Response(value.encode(), 200, None, _TEXT)

@@ -51,6 +51,7 @@ import trio
 
 from ._binding import Source, extract
 from ._errors import HTTPError, IOCancelledError
+from ._files import FileResponse, plan_file
 from ._request import Request
 from ._response import (
     EventStream,
@@ -273,7 +274,9 @@ class HTTPExchange(ExchangeBase):
         "_io_cancelled",
         "_io_scope",
         "_phase",
+        "_reading",
         "_request",
+        "_watcher_wanted",
         "response_started",
     )
 
@@ -292,9 +295,11 @@ class HTTPExchange(ExchangeBase):
         self._request: Request | None = None
         self._io_scope: trio.CancelScope | None = None
         self._io_cancelled = False
-        self._body: bytearray | None = None
+        self._body: bytes | bytearray | None = None
         self._body_complete = False
         self._body_event: trio.Event | None = None
+        self._reading = False
+        self._watcher_wanted = False
         self._close_connection = False
 
     # ---- the request's life ----
@@ -347,18 +352,11 @@ class HTTPExchange(ExchangeBase):
 
     async def _respond(self) -> None:
         endpoint = self.endpoint
-        if endpoint.plan.data_binders or self.app._hooked:
-            coro = self._pipeline()
-        else:  # the fast path: nothing to read or run before the handler
-            coro = endpoint.handler(**self._bind())
         try:
-            try:
-                trap = coro.send(None)
-            except StopIteration as stop:
-                result = stop.value
-            else:
-                self._start_watcher()
-                result = await resume(coro, trap)
+            if endpoint.plan.data_binders or self.app._hooked:
+                result = await self._pipeline()
+            else:  # the fast path: nothing to read or run before the handler
+                result = await self._watched(endpoint.handler(**self._bind()))
             response = to_response(result)
         except HTTPError as error:
             response = error_response(error)
@@ -367,8 +365,26 @@ class HTTPExchange(ExchangeBase):
             return  # the client is gone (cancel_on_disconnect=False): discard
         if isinstance(response, StreamingResponse):
             await self._send_stream(response)
+        elif isinstance(response, FileResponse):
+            await self._send_file(response)
         else:
             await self._send_response(response)
+
+    async def _watched(self, coro: Awaitable[Any]) -> Any:
+        """Run user code; once it first yields to Trio, watch for a disconnect.
+
+        Code that returns without ever yielding cannot be cancelled, so it
+        needs no watcher: most plain handlers never pay for one.
+        """
+        if not isinstance(coro, Coroutine):
+            self._start_watcher()
+            return await coro
+        try:
+            trap = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        self._start_watcher()
+        return await resume(coro, trap)
 
     async def _pipeline(self) -> object:
         """Binding from the request's data, hooks, the handler and error handlers."""
@@ -384,20 +400,20 @@ class HTTPExchange(ExchangeBase):
                     )
                 )
             for before in app._before_request:
-                early = await before(request)
+                early = await self._watched(before(request))
                 if early is not None:
                     result: object = early
                     break
             else:
-                result = await self.endpoint.handler(**kwargs)
+                result = await self._watched(self.endpoint.handler(**kwargs))
         except Exception as error:
             handler = app._error_handler_for(error)
             if handler is None:
                 raise
-            result = await handler(request, error)
+            result = await self._watched(handler(request, error))
         response = to_response(result)
         for after in app._after_request:
-            replaced = await after(request, response)
+            replaced = await self._watched(after(request, response))
             if replaced is not None:
                 response = to_response(replaced)
         return response
@@ -459,6 +475,34 @@ class HTTPExchange(ExchangeBase):
                     await self._send_chunk(chunk)
                     if self.outcome is not None:
                         break
+        if self.outcome is None:
+            self._phase = _Phase.SENT
+            await self.guarded_send({"type": "http.response.body", "body": b""})
+
+    async def _send_file(self, response: FileResponse) -> None:
+        try:
+            stat = await trio.Path(response.path).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            await self._send_response(status_response(404))
+            return
+        plan = plan_file(response, stat.st_size, stat.st_mtime_ns, self.get_request().headers)
+        if self._close_connection:
+            plan.headers.append((b"connection", b"close"))
+        self._start_watcher()  # reading a file blocks: its client must be watched
+        self.response_started = True
+        await self.guarded_send(
+            {"type": "http.response.start", "status": plan.status, "headers": plan.headers}
+        )
+        remaining = plan.length if self.scope["method"] != "HEAD" else 0
+        if remaining:
+            async with await trio.open_file(response.path, "rb") as file:
+                await file.seek(plan.start)
+                while remaining > 0 and self.outcome is None:
+                    chunk = await file.read(min(response.chunk_size, remaining))
+                    if not chunk:
+                        break  # the file shrank meanwhile: the client sees a short body
+                    remaining -= len(chunk)
+                    await self._send_chunk(chunk)
         if self.outcome is None:
             self._phase = _Phase.SENT
             await self.guarded_send({"type": "http.response.body", "body": b""})
@@ -536,23 +580,35 @@ class HTTPExchange(ExchangeBase):
         assert self._watch_scope is not None
         try:
             with self._watch_scope:
-                while True:
-                    message = await self.receive()
-                    kind = message.get("type")
-                    if kind == "http.request":
-                        self._on_body(message)
-                    elif kind == "http.disconnect":
-                        self._on_disconnect()
-                        return
+                while self._on_receive(await self.receive()):
+                    pass
         except Exception:
             # Never raise: this may be a system task, where an error ends the whole run.
             logger.exception("trioweb's disconnect watcher of %r failed", self)
             self._on_disconnect()
 
+    def _on_receive(self, message: dict[str, Any]) -> bool:
+        """Handle one message from ``receive()``; False once there will be no more."""
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            self._on_disconnect()
+            return False
+        if kind == "http.request":
+            self._on_body(message)
+        return True
+
     def _on_body(self, message: dict[str, Any]) -> None:
         if self._body is None:
+            if not message.get("more_body", False):  # the whole body at once: no copy
+                self._body = message.get("body", b"")
+                self._check_body_complete(message)
+                return
             self._body = bytearray()
         self._body += message.get("body", b"")
+        self._check_body_complete(message)
+
+    def _check_body_complete(self, message: dict[str, Any]) -> None:
+        assert self._body is not None
         if len(self._body) > self.endpoint.max_body_size:
             if self.outcome is None:
                 self.outcome = Outcome.TOO_LARGE
@@ -560,8 +616,8 @@ class HTTPExchange(ExchangeBase):
             self._wake_body_readers()
             if self.cancel_scope is not None:
                 self.cancel_scope.cancel()
-            assert self._watch_scope is not None
-            self._watch_scope.cancel()
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()
         elif not message.get("more_body", False):
             self._body_complete = True
             self._wake_body_readers()
@@ -585,22 +641,64 @@ class HTTPExchange(ExchangeBase):
             self._body_event.set()
 
     async def read_body(self) -> bytes:
-        if not self._body_complete:
+        if self._body_complete:
+            await trio.lowlevel.checkpoint()
+        elif self._watch_scope is None and not self._reading:
+            await self._read_body_directly()
+        else:
             self._start_watcher()
             if self._body_event is None:
                 self._body_event = trio.Event()
             with trio.CancelScope() as self._io_scope:
                 await self._body_event.wait()
             self._io_scope = None
-            # A disconnect or an oversized body also cancels the request scope:
-            # let that cancellation, not an IOCancelledError, unwind the handler.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            self._raise_if_io_cancelled("body read")
-            if not self._body_complete:
-                raise IOCancelledError("the client disconnected before sending the whole body")
-        else:
-            await trio.lowlevel.checkpoint()
+            await self._finish_io("body read")
         return bytes(self._body or b"")
+
+    def _start_watcher(self) -> None:
+        if self._reading:
+            # Two tasks draining receive() would steal each other's messages:
+            # the direct reader starts the watcher when it is done.
+            self._watcher_wanted = True
+        else:
+            super()._start_watcher()
+
+    async def _read_body_directly(self) -> None:
+        # No watcher yet: this task drains receive() itself, and sees a
+        # disconnect itself, which spares most requests with a body a task.
+        # Hypercorn's receive() is a trio MemoryReceiveChannel's: what it has
+        # already queued (usually the whole body) is taken without a
+        # checkpoint, through the channel's receive_nowait().
+        receive_nowait = getattr(getattr(self.receive, "__self__", None), "receive_nowait", None)
+        if receive_nowait is not None:
+            while not self._body_complete and self.outcome is None:
+                try:
+                    message = receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._on_receive(message)
+            if self._body_complete or self.outcome is not None:
+                await self._finish_io("body read")
+                return
+        self._reading = True
+        try:
+            with trio.CancelScope() as self._io_scope:
+                while not self._body_complete and self.outcome is None:
+                    self._on_receive(await self.receive())
+        finally:
+            self._reading = False
+            self._io_scope = None
+            if self._watcher_wanted:
+                self._start_watcher()
+        await self._finish_io("body read")
+
+    async def _finish_io(self, what: str) -> None:
+        # A disconnect or an oversized body also cancels the request scope:
+        # let that cancellation, not an IOCancelledError, unwind the handler.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._raise_if_io_cancelled(what)
+        if not self._body_complete:
+            raise IOCancelledError("the client disconnected before sending the whole body")
 
     def _raise_if_io_cancelled(self, what: str) -> None:
         if self._io_cancelled:

@@ -403,7 +403,9 @@ class TestClient:
     Args:
         app: The ASGI app.
         timeout: Bound, in seconds, of every wait for the app (virtual under
-            a MockClock).
+            a MockClock). With ``autojump_threshold=0``, time jumps whenever
+            every task waits, including on a worker thread (``FileResponse``,
+            ``trio.to_thread``): test such routes without the autojump clock.
         base_headers: Headers sent with every request.
     """
 
