@@ -28,7 +28,7 @@ import json
 import types
 import typing
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from http.cookies import SimpleCookie
 from typing import Annotated, Any, Union
 from urllib.parse import parse_qsl
@@ -539,7 +539,11 @@ def _structure_form(form: dict[str, str], kind: Any) -> object:
 
 
 def extract(
-    plan: BindingPlan, *, query_string: bytes, headers: Headers, body: bytes | None
+    plan: BindingPlan,
+    *,
+    query_string: bytes,
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    body: bytes | None,
 ) -> dict[str, object]:
     """The values of the plan's query, header, cookie and body parameters.
 
@@ -551,23 +555,27 @@ def extract(
     errors: list[dict[str, object]] = []
     query: QueryParams | None = None
     cookies: dict[str, list[str]] | None = None
+    headers: Headers | None = None  # parsed only if a binder reads them
     for binder in plan.data_binders:
-        if binder.source in BODY_SOURCES:
-            try:
-                values[binder.name] = _body_value(binder, body or b"", headers)
-            except RequestValidationError as error:
-                errors.extend(error.errors)
-            continue
         if binder.source is Source.QUERY:
             if query is None:
                 query = QueryParams.from_query_string(query_string)
             raw = query.getlist(binder.key)
-        elif binder.source is Source.HEADER:
-            raw = headers.getlist(binder.key)
         else:
-            if cookies is None:
-                cookies = _cookies(headers)
-            raw = cookies.get(binder.key, [])
+            if headers is None:
+                headers = Headers.from_raw(raw_headers)
+            if binder.source in BODY_SOURCES:
+                try:
+                    values[binder.name] = _body_value(binder, body or b"", headers)
+                except RequestValidationError as error:
+                    errors.extend(error.errors)
+                continue
+            if binder.source is Source.HEADER:
+                raw = headers.getlist(binder.key)
+            else:
+                if cookies is None:
+                    cookies = _cookies(headers)
+                raw = cookies.get(binder.key, [])
         location = binder.location
         assert binder.convert is not None
         if not raw and not binder.convert.many:

@@ -10,28 +10,29 @@ scope, and the handler and its children unwind the way Trio cancels anything.
 Watching for a disconnect needs a task that keeps draining ``receive()``
 (hypercorn queues ``http.disconnect`` there and nowhere else). A task per
 request would cost more than the rest of the framework together, so the
-watcher starts lazily: the handler coroutine is driven by hand (``coro.send``)
-and a handler that finishes without ever yielding to Trio, the common case for
-plain routes, never gets one. It cannot be cancelled anyway. At the first
-yield the watcher starts and the handler continues under ``_resume``, which
-forwards every Trio trap unchanged, as ``await`` would. The request scope is
-entered *before* the first step, so the cancel-scope stack stays properly
-nested whatever the handler does.
+watcher starts lazily: user code (hooks and handler) is driven by hand through
+:func:`watched`, and code that finishes without ever yielding to Trio, the
+common case for plain routes, never gets one: it cannot be cancelled anyway.
+At the first yield the watcher starts and the code continues, every Trio trap
+forwarded unchanged. The request scope is entered *before* the first step, so
+the cancel-scope stack stays properly nested whatever the handler does.
 
-The watcher is a task in the request's nursery when there is one, otherwise a
-Trio system task (it never raises). It buffers the body up to
-``max_body_size`` (413 past it), wakes body readers, and on ``http.disconnect``
-calls :meth:`HTTPExchange._on_disconnect`, which sets the token, runs its
-callbacks and cancels the scope. Hypercorn also sends ``http.disconnect``
-after every *normal* response, so a disconnect that arrives once the final
-body message was handed to the server (``_Phase.SENT``) is not an abort.
+The body is read by the request's own task while no watcher runs (hypercorn
+usually has it queued already, so it costs no checkpoint), and by the watcher
+afterwards; either buffers it up to ``max_body_size`` (413 past it), and either
+calls :meth:`HTTPExchange._on_disconnect` on ``http.disconnect``, which sets
+the token, runs its callbacks and cancels the scope. The watcher is a Trio
+system task that ends with the ``http.disconnect`` every server sends once the
+response is complete or the app has returned; it never holds a request up.
+Hypercorn sends ``http.disconnect`` after every *normal* response too, so one
+that arrives once the final body message was handed over (``_Phase.SENT``) is
+not an abort.
 
-Known server gaps this module designs around: ``send()`` never raises after a
-disconnect, and on HTTP/2 it can hang forever after a TCP close, so HTTP/2
-requests always get a watcher and every guarded send runs in a cancel scope the
-watcher cancels. Trio's memory channels never return a queued message in a
-cancelled scope (hypercorn issue 210), so the watcher's own scope is only
-cancelled once nobody needs what it would read.
+Known server gaps designed around: ``send()`` never raises after a disconnect,
+and on HTTP/2 it can hang forever after a TCP close, so HTTP/2 requests always
+get a watcher and every guarded send runs in a cancel scope a disconnect
+cancels. Trio's memory channels never return a queued message in a cancelled
+scope (hypercorn issue 210), which is why the watcher has no scope to cancel.
 """
 
 from __future__ import annotations
@@ -95,12 +96,22 @@ class _Phase(enum.IntEnum):
 
 
 @types.coroutine
-def resume(coro: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
-    """Continue ``coro``, already sent its first value, as ``await coro`` would.
+def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any, Any]:
+    """``await coro``, starting the exchange's watcher the first time it yields to Trio.
 
-    ``trap`` is what its first step yielded. Trio resumes tasks with
-    ``coro.send(value)`` or ``coro.throw(error)``; both are passed straight on.
+    Code that returns without ever yielding cannot be cancelled, so it needs
+    no watcher: most plain handlers never pay for one. Trio resumes a task
+    with ``coro.send(value)`` or ``coro.throw(error)``; both are passed on, so
+    for the code inside this is exactly ``await``.
     """
+    if not isinstance(coro, Coroutine):
+        exchange._start_watcher()
+        return (yield from coro.__await__())
+    try:
+        trap = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    exchange._start_watcher()
     while True:
         try:
             value = yield trap
@@ -147,7 +158,6 @@ class ExchangeBase:
     __slots__ = (
         "_nursery",
         "_token",
-        "_watch_scope",
         "app",
         "cancel_scope",
         "endpoint",
@@ -181,7 +191,6 @@ class ExchangeBase:
         self.websocket: WebSocket | None = None
         self._nursery: trio.Nursery | None = None
         self._token: DisconnectToken | None = None
-        self._watch_scope: trio.CancelScope | None = None
 
     def _bind(self) -> dict[str, object]:
         kwargs: dict[str, object] = {}
@@ -214,22 +223,8 @@ class ExchangeBase:
     def _describe(self) -> str:
         return f"{self.scope.get('method', 'WEBSOCKET')} {self.scope.get('path')}"
 
-    def _start_watcher(self) -> None:
-        if self._watch_scope is not None:
-            return
-        self._watch_scope = trio.CancelScope()
-        if self._nursery is not None:
-            self._nursery.start_soon(self._watch)
-        else:
-            trio.lowlevel.spawn_system_task(self._watch, name=f"trioweb watcher of {self!r}")
-
-    async def _watch(self) -> None:
-        raise NotImplementedError
-
     def _finish(self, handler_cancelled: bool) -> None:
-        """Stop the watcher, dispose of the token, say how the request ended."""
-        if self._watch_scope is not None:
-            self._watch_scope.cancel()
+        """Dispose of the token, say how the request ended."""
         if self._token is not None:
             self._token._dispose()
         outcome = self.outcome or Outcome.COMPLETED
@@ -249,6 +244,21 @@ class ExchangeBase:
             else:
                 logger.info("%s ended after %.2fs: %s", self._describe(), elapsed, outcome.value)
         report_outcome(self.scope, outcome, handler_cancelled)
+
+    def _client_left(self) -> None:
+        """The client went away: set the token, run its callbacks, cancel if the route says so."""
+        if self.outcome is None:
+            self.outcome = Outcome.DISCONNECTED
+        if self._token is not None:
+            self._token._trip()
+        if self.endpoint.cancel_on_disconnect and self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    def abort(self) -> None:
+        if self.outcome is None:
+            self.outcome = Outcome.ABORTED
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
 
     def _log_failure(self, error: BaseException) -> None:
         self.outcome = Outcome.FAILED
@@ -271,12 +281,14 @@ class HTTPExchange(ExchangeBase):
         "_body_complete",
         "_body_event",
         "_close_connection",
+        "_finished",
         "_io_cancelled",
         "_io_scope",
         "_phase",
         "_reading",
         "_request",
         "_watcher_wanted",
+        "_watching",
         "response_started",
     )
 
@@ -300,6 +312,8 @@ class HTTPExchange(ExchangeBase):
         self._body_event: trio.Event | None = None
         self._reading = False
         self._watcher_wanted = False
+        self._watching = False
+        self._finished = False
         self._close_connection = False
 
     # ---- the request's life ----
@@ -354,9 +368,9 @@ class HTTPExchange(ExchangeBase):
         endpoint = self.endpoint
         try:
             if endpoint.plan.data_binders or self.app._hooked:
-                result = await self._pipeline()
+                result = await watched(self, self._pipeline())
             else:  # the fast path: nothing to read or run before the handler
-                result = await self._watched(endpoint.handler(**self._bind()))
+                result = await watched(self, endpoint.handler(**self._bind()))
             response = to_response(result)
         except HTTPError as error:
             response = error_response(error)
@@ -370,50 +384,40 @@ class HTTPExchange(ExchangeBase):
         else:
             await self._send_response(response)
 
-    async def _watched(self, coro: Awaitable[Any]) -> Any:
-        """Run user code; once it first yields to Trio, watch for a disconnect.
-
-        Code that returns without ever yielding cannot be cancelled, so it
-        needs no watcher: most plain handlers never pay for one.
-        """
-        if not isinstance(coro, Coroutine):
-            self._start_watcher()
-            return await coro
-        try:
-            trap = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
-        self._start_watcher()
-        return await resume(coro, trap)
-
     async def _pipeline(self) -> object:
-        """Binding from the request's data, hooks, the handler and error handlers."""
+        """Binding from the request's data, hooks, the handler and error handlers.
+
+        Driven by :func:`watched` as a whole: the first time any of it yields
+        to Trio, the watcher starts (a direct body read defers it).
+        """
         app, plan = self.app, self.endpoint.plan
-        request = self.get_request()
         try:
             kwargs = self._bind()
             if plan.data_binders:
                 body = await self.read_body() if plan.needs_body else None
                 kwargs.update(
                     extract(
-                        plan, query_string=request.query_string, headers=request.headers, body=body
+                        plan,
+                        query_string=self.scope.get("query_string", b""),
+                        raw_headers=self.scope.get("headers", ()),
+                        body=body,
                     )
                 )
             for before in app._before_request:
-                early = await self._watched(before(request))
+                early = await before(self.get_request())
                 if early is not None:
                     result: object = early
                     break
             else:
-                result = await self._watched(self.endpoint.handler(**kwargs))
+                result = await self.endpoint.handler(**kwargs)
         except Exception as error:
             handler = app._error_handler_for(error)
             if handler is None:
                 raise
-            result = await self._watched(handler(request, error))
+            result = await handler(self.get_request(), error)
         response = to_response(result)
         for after in app._after_request:
-            replaced = await self._watched(after(request, response))
+            replaced = await after(self.get_request(), response)
             if replaced is not None:
                 response = to_response(replaced)
         return response
@@ -435,6 +439,10 @@ class HTTPExchange(ExchangeBase):
             return Response("".join(traceback.format_exception(error)), 500)
         return status_response(500)
 
+    def _finish(self, handler_cancelled: bool) -> None:
+        self._finished = True
+        super()._finish(handler_cancelled)
+
     # ---- sending ----
 
     async def _send_response(self, response: Response) -> None:
@@ -444,10 +452,10 @@ class HTTPExchange(ExchangeBase):
         body = b"" if self.scope["method"] == "HEAD" else response.body
         start = {"type": "http.response.start", "status": response.status, "headers": headers}
         final = {"type": "http.response.body", "body": body}
-        if self._watch_scope is None and self.scope.get("http_version", "1.1") in ("2", "3"):
+        if not self._watching and self.scope.get("http_version", "1.1") in ("2", "3"):
             self._start_watcher()
         self.response_started = True
-        if self._watch_scope is None:
+        if not self._watching:
             await self.send(start)
             self._phase = _Phase.SENT
             await self.send(final)
@@ -577,13 +585,14 @@ class HTTPExchange(ExchangeBase):
     # ---- the watcher and the body ----
 
     async def _watch(self) -> None:
-        assert self._watch_scope is not None
+        # A system task with no cancel scope of its own: it ends with the
+        # http.disconnect that every server sends once the response is complete
+        # or the app has returned, so it never holds the request up.
         try:
-            with self._watch_scope:
-                while self._on_receive(await self.receive()):
-                    pass
+            while self._on_receive(await self.receive()):
+                pass
         except Exception:
-            # Never raise: this may be a system task, where an error ends the whole run.
+            # Never raise: in a system task an error would end the whole run.
             logger.exception("trioweb's disconnect watcher of %r failed", self)
             self._on_disconnect()
 
@@ -598,6 +607,10 @@ class HTTPExchange(ExchangeBase):
         return True
 
     def _on_body(self, message: dict[str, Any]) -> None:
+        if self.outcome is Outcome.TOO_LARGE:
+            # Keep draining, discarding: hypercorn's reader would block on a
+            # full queue otherwise, and it closes the connection after the 413.
+            return
         if self._body is None:
             if not message.get("more_body", False):  # the whole body at once: no copy
                 self._body = message.get("body", b"")
@@ -616,21 +629,14 @@ class HTTPExchange(ExchangeBase):
             self._wake_body_readers()
             if self.cancel_scope is not None:
                 self.cancel_scope.cancel()
-            if self._watch_scope is not None:
-                self._watch_scope.cancel()
         elif not message.get("more_body", False):
             self._body_complete = True
             self._wake_body_readers()
 
     def _on_disconnect(self) -> None:
-        if self._phase is _Phase.SENT or self.outcome is Outcome.DISCONNECTED:
-            return
-        if self.outcome is None:
-            self.outcome = Outcome.DISCONNECTED
-        if self._token is not None:
-            self._token._trip()
-        if self.endpoint.cancel_on_disconnect and self.cancel_scope is not None:
-            self.cancel_scope.cancel()
+        if self._finished or self._phase is _Phase.SENT or self.outcome is Outcome.DISCONNECTED:
+            return  # the normal end of a request, or already handled
+        self._client_left()
         # Pending I/O is pointless with the client gone, whatever the route's policy.
         self._wake_body_readers()
         if self._io_scope is not None:
@@ -643,7 +649,7 @@ class HTTPExchange(ExchangeBase):
     async def read_body(self) -> bytes:
         if self._body_complete:
             await trio.lowlevel.checkpoint()
-        elif self._watch_scope is None and not self._reading:
+        elif not self._watching and not self._reading:
             await self._read_body_directly()
         else:
             self._start_watcher()
@@ -656,12 +662,15 @@ class HTTPExchange(ExchangeBase):
         return bytes(self._body or b"")
 
     def _start_watcher(self) -> None:
+        if self._watching:
+            return
         if self._reading:
             # Two tasks draining receive() would steal each other's messages:
             # the direct reader starts the watcher when it is done.
             self._watcher_wanted = True
-        else:
-            super()._start_watcher()
+            return
+        self._watching = True
+        trio.lowlevel.spawn_system_task(self._watch, name="trioweb disconnect watcher")
 
     async def _read_body_directly(self) -> None:
         # No watcher yet: this task drains receive() itself, and sees a
@@ -716,12 +725,6 @@ class HTTPExchange(ExchangeBase):
         if self._io_scope is not None:
             self._io_cancelled = True
             self._io_scope.cancel()
-
-    def abort(self) -> None:
-        if self.outcome is None:
-            self.outcome = Outcome.ABORTED
-        if self.cancel_scope is not None:
-            self.cancel_scope.cancel()
 
     def close_after_response(self) -> None:
         self._close_connection = True

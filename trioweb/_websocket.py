@@ -382,7 +382,7 @@ class WebSocket(metaclass=NoPublicConstructor):
 class WebSocketExchange(ExchangeBase):
     """The scope of one WebSocket connection."""
 
-    __slots__ = ()
+    __slots__ = ("_reader_scope",)
 
     async def run(self) -> None:
         """Run the handler with a reader alongside.
@@ -396,12 +396,12 @@ class WebSocketExchange(ExchangeBase):
         handler_cancelled = False
         try:
             async with trio.open_nursery() as reader_nursery:
-                self._watch_scope = trio.CancelScope()
-                reader_nursery.start_soon(self._watch)
+                self._reader_scope = trio.CancelScope()
+                reader_nursery.start_soon(self._read)
                 try:
                     handler_cancelled = await self._run_handler(websocket)
                 finally:
-                    self._watch_scope.cancel()
+                    self._reader_scope.cancel()
         finally:
             websocket._dispose()
             self._finish(handler_cancelled)
@@ -435,11 +435,11 @@ class WebSocketExchange(ExchangeBase):
             await self.send({"type": "websocket.close", "code": 1011 if failed else 1000})
         return cancel_scope.cancelled_caught
 
-    async def _watch(self) -> None:
+    async def _read(self) -> None:
+        """Drain receive() into the WebSocket's channel; notice the client leaving."""
         websocket = self.websocket
-        assert self._watch_scope is not None
         assert websocket is not None
-        with self._watch_scope:
+        with self._reader_scope:
             while True:
                 message = await self.receive()
                 kind = message.get("type")
@@ -457,20 +457,8 @@ class WebSocketExchange(ExchangeBase):
 
     def _on_disconnect(self, code: int, reason: str) -> None:
         assert self.websocket is not None
-        if not self.websocket._on_peer_gone(code, reason):
-            return
-        if self.outcome is None:
-            self.outcome = Outcome.DISCONNECTED
-        if self._token is not None:
-            self._token._trip()
-        if self.endpoint.cancel_on_disconnect and self.cancel_scope is not None:
-            self.cancel_scope.cancel()
-
-    def abort(self) -> None:
-        if self.outcome is None:
-            self.outcome = Outcome.ABORTED
-        if self.cancel_scope is not None:
-            self.cancel_scope.cancel()
+        if self.websocket._on_peer_gone(code, reason):
+            self._client_left()
 
     def _describe(self) -> str:
         return f"WEBSOCKET {self.scope.get('path')}"
