@@ -44,7 +44,7 @@ from ._errors import (
     WebSocketDisposedError,
     WebSocketStateError,
 )
-from ._scope import ExchangeBase, Outcome
+from ._scope import ExchangeBase
 from ._util import NoPublicConstructor
 
 if sys.version_info < (3, 11):
