@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import shutil
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,8 @@ WAIT = 60  # seconds: the bound of any single wait on a server
 
 
 @asynccontextmanager
-async def running(name: str) -> AsyncIterator[int]:
-    """Start ``servers.py NAME``; yield its port; end that process afterwards."""
+async def running(name: str) -> AsyncIterator[tuple[int, int]]:
+    """Start ``servers.py NAME``; yield its port and PID; end that process afterwards."""
     process = await trio.lowlevel.open_process(
         [sys.executable, str(SERVERS), name],
         stdin=subprocess.DEVNULL,
@@ -60,7 +61,7 @@ async def running(name: str) -> AsyncIterator[int]:
                 if not chunk:
                     raise RuntimeError(f"the {name} server exited before listening")
                 output += chunk
-        yield int(found.group(1))
+        yield int(found.group(1)), process.pid
     finally:
         process.terminate()
         with trio.move_on_after(10):
@@ -168,32 +169,54 @@ async def python_load(
     )
 
 
-async def throughput(apps: list[str], duration: float, connections: int) -> str:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def throughput(apps: list[str], duration: float, connections: int, rounds: int) -> str:
     load = wrk if shutil.which("wrk") else python_load
     routes = {"plain text": "/plain", "JSON": "/items/42"}
-    results: dict[tuple[str, str], tuple[float, float, float]] = {}
-    for name in apps:
-        async with running(name) as port:
-            for label, path in routes.items():
+    samples: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    async with AsyncExitStack() as stack:
+        # All servers run side by side and the rounds interleave, so machine
+        # noise falls on every app alike; the table shows medians.
+        servers = {name: await stack.enter_async_context(running(name)) for name in apps}
+        for port, _ in servers.values():
+            for path in routes.values():
                 await load(port, path, 1, connections)  # warm up
-                results[name, label] = await load(port, path, duration, connections)
+        for _ in range(rounds):
+            for name, (port, pid) in servers.items():
+                for label, path in routes.items():
+                    cpu = cpu_seconds(pid)
+                    rps, p50, p99 = await load(port, path, duration, connections)
+                    cpu_per_request = (cpu_seconds(pid) - cpu) / (rps * duration) * 1e6
+                    samples.setdefault((name, label), []).append((rps, cpu_per_request, p50, p99))
+    results = {
+        key: tuple(statistics.median(column) for column in zip(*values, strict=True))
+        for key, values in samples.items()
+    }
     generator = (
         f"wrk -t1 -c{connections} -d{duration:g}s"
         if load is wrk
         else "Python load generator (wrk not found)"
     )
     lines = [
-        f"Throughput over loopback, {generator}:",
+        f"Throughput over loopback, {generator}, median of {rounds} interleaved rounds:",
         "",
-        "| app | route | requests/s | x bare ASGI | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "| app | route | requests/s | x bare ASGI | server CPU µs/request | bare CPU / app CPU "
+        "| p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in apps:
         for label in routes:
-            rps, p50, p99 = results[name, label]
-            bare = results.get(("bare ASGI", label), (rps, 0, 0))[0]
+            rps, cpu, p50, p99 = results[name, label]
+            bare_rps, bare_cpu = results["bare ASGI", label][:2]
             lines.append(
-                f"| {name} | {label} | {rps:,.0f} | {rps / bare:.2f} | {p50:.2f} | {p99:.2f} |"
+                f"| {name} | {label} | {rps:,.0f} | {rps / bare_rps:.2f} | {cpu:.0f} "
+                f"| {bare_cpu / cpu:.2f} | {p50:.2f} | {p99:.2f} |"
             )
     return "\n".join(lines)
 
@@ -209,7 +232,7 @@ async def latency(apps: list[str], count: int, batch: int = 50) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name in apps:
-        async with running(name) as port:
+        async with running(name) as (port, _):
             closes: dict[str, float] = {}
             never = False
             for round_ in range(count // batch):
@@ -245,7 +268,7 @@ async def scale(apps: list[str], held: int) -> str:
         "|---|---:|---:|---|",
     ]
     for name in apps:
-        async with running(name) as port:
+        async with running(name) as (port, _):
             # Warm up first: some system tasks (Trio's run_sync_soon task) start lazily.
             warm = await open_held(port, "warm-up")
             await wait_active(port, lambda s: s["active"] == 1, WAIT)
@@ -322,7 +345,10 @@ async def main(args: argparse.Namespace) -> None:
     if "throughput" in parts:
         print(
             await throughput(
-                ["bare ASGI", "trioweb", "starlette", "quart-trio"], args.duration, args.connections
+                ["bare ASGI", "trioweb", "starlette", "quart-trio"],
+                args.duration,
+                args.connections,
+                args.rounds,
             ),
             "\n",
             flush=True,
@@ -346,8 +372,9 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--parts", default="throughput,latency,scale,callbacks")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
     parser.add_argument("--disconnects", type=int, default=1000)
     parser.add_argument("--held", type=int, default=10_000)
     trio.run(main, parser.parse_args())

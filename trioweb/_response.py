@@ -76,7 +76,7 @@ class Response:
             raise TypeError(f"Response body must be bytes or str, not {type(body).__name__}")
         if not 100 <= status <= 599:
             raise ValueError(f"status {status} is not an HTTP status code")
-        self.body = bytes(body)
+        self.body = body if type(body) is bytes else bytes(body)
         self.status = status
         self.headers = dict(headers or {})
         self.media_type = media_type
