@@ -30,7 +30,7 @@ import typing
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from http.cookies import SimpleCookie
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Union, final
 from urllib.parse import parse_qsl
 
 import attrs
@@ -66,6 +66,7 @@ DATA_SOURCES = frozenset(
 BODY_SOURCES = frozenset({Source.JSON, Source.RAW, Source.FORM})
 
 
+@final
 @attrs.frozen
 class Header:
     """Marks a parameter as a request header: ``Annotated[str, Header("x-request-id")]``.
@@ -76,6 +77,7 @@ class Header:
     name: str | None = None
 
 
+@final
 @attrs.frozen
 class Cookie:
     """Marks a parameter as a cookie: ``Annotated[str, Cookie("session")]``."""
@@ -83,6 +85,7 @@ class Cookie:
     name: str | None = None
 
 
+@final
 @attrs.frozen
 class Query:
     """Names a query parameter differently from the handler parameter."""
@@ -90,6 +93,7 @@ class Query:
     name: str | None = None
 
 
+@final
 @attrs.frozen
 class Form:
     """Marks a parameter as the form body (``application/x-www-form-urlencoded``).

@@ -7,6 +7,7 @@ import mimetypes
 import os
 import re
 from collections.abc import Mapping
+from typing import final
 
 import attrs
 
@@ -15,6 +16,7 @@ from ._datastructures import Headers
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
+@final
 class FileResponse:
     """A file from disk, read with Trio's async file I/O as it is sent.
 

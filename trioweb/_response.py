@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterable, Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -203,6 +203,7 @@ class StreamingResponse:
         return raw
 
 
+@final
 class EventStream(StreamingResponse):
     """A Server-Sent Events response (``text/event-stream``).
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import final
+
 import attrs
 
 
+@final
 @attrs.frozen
 class ServerSentEvent:
     """One Server-Sent Event.

@@ -178,6 +178,7 @@ class CallbackRegistration(metaclass=NoPublicConstructor):
         return f"<CallbackRegistration {describe_callable(self._callback)} {self._state.value}>"
 
 
+@final
 @attrs.frozen
 class DisconnectTokenStatistics:
     """A snapshot of a token, from :meth:`DisconnectToken.statistics`.

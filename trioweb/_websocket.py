@@ -55,6 +55,7 @@ if sys.version_info < (3, 11):
 INCOMING_BUFFER = 64
 
 
+@final
 class WebSocketState(enum.Enum):
     """Where a WebSocket conversation stands."""
 
