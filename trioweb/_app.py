@@ -91,7 +91,7 @@ class App(RouteDecorators):
         # Whether any hook or error handler exists: requests without one skip them all.
         self._hooked = False
         self._nursery: trio.Nursery | None = None
-        self._asgi: ASGIApp = self._dispatch
+        self._middleware: ASGIApp | None = None
 
     # ---- declaring routes ----
 
@@ -260,34 +260,43 @@ class App(RouteDecorators):
         through (or wrap it without hiding ``http.disconnect``) for disconnects
         to reach the framework.
         """
-        self._asgi = middleware(self._asgi, **options)
+        self._middleware = middleware(self._middleware or self._dispatch, **options)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """The ASGI 3 entry point."""
-        await self._asgi(scope, receive, send)
+        if self._middleware is None:
+            # The common case, one frame shorter: every held request keeps its frames.
+            await self._route(scope, receive, send)
+        else:
+            await self._middleware(scope, receive, send)
 
     async def _dispatch(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """The innermost app of the middleware chain."""
+        await self._route(scope, receive, send)
+
+    def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
+        """What serves ``scope``, ready to await."""
         kind = scope["type"]
         if kind == "http":
             found = self._routes.match(scope["path"], scope["method"])
+            if found is None:
+                return _send_plain(send, status_response(404))
             if isinstance(found, MethodNotAllowed):
-                await _send_plain(send, status_response(405, headers={"allow": found.allow_header}))
-            elif found is None:
-                await _send_plain(send, status_response(404))
-            else:
-                endpoint = found.route.endpoint
-                await HTTPExchange(self, endpoint, found.params, scope, receive, send).run()
-        elif kind == "websocket":
+                return _send_plain(
+                    send, status_response(405, headers={"allow": found.allow_header})
+                )
+            return HTTPExchange(
+                self, found.route.endpoint, found.params, scope, receive, send
+            ).run()
+        if kind == "websocket":
             found = self._websocket_routes.match(scope["path"], "GET")
             if found is None or isinstance(found, MethodNotAllowed):
-                await _reject_websocket(send, scope)
-            else:
-                endpoint = found.route.endpoint
-                await WebSocketExchange(self, endpoint, found.params, scope, receive, send).run()
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        else:
-            raise ValueError(f"trioweb cannot serve ASGI scope type {kind!r}")
+                return _reject_websocket(send, scope)
+            endpoint = found.route.endpoint
+            return WebSocketExchange(self, endpoint, found.params, scope, receive, send).run()
+        if kind == "lifespan":
+            return self._lifespan(receive, send)
+        raise ValueError(f"trioweb cannot serve ASGI scope type {kind!r}")
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
         """Serve the app on hypercorn until SIGINT or SIGTERM (blocking).
