@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import pytest
 import trio
@@ -13,6 +14,8 @@ from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, 
 from trioweb import (
     App,
     DisconnectToken,
+    Header,
+    RouteDefinitionError,
     Server,
     WebSocket,
     WebSocketAbortedError,
@@ -363,3 +366,30 @@ async def test_messages_are_text(server: Server) -> None:
     assert isinstance(message, TextMessage)
     assert message.data == "b: 'y'"
     await client.drop()
+
+
+async def test_websocket_query_and_header_binding_and_rejection() -> None:
+    app = App()
+
+    @app.websocket("/feed")
+    async def feed(
+        ws: WebSocket, since: int, client: Annotated[str, Header("x-client")] = "?"
+    ) -> None:
+        await ws.accept()
+        await ws.send(f"{client} since {since}")
+
+    async with TestClient(app) as client:
+        async with client.websocket(
+            "/feed", params={"since": 5}, headers={"x-client": "cli"}
+        ) as ws:
+            assert await ws.receive_text() == "cli since 5"
+        with pytest.raises(WebSocketRejected) as rejected:
+            async with client.websocket("/feed", params={"since": "soon"}):
+                pass
+    assert rejected.value.status == 422
+    assert b'"loc":["query","since"]' in rejected.value.body
+
+    async def with_body(ws: WebSocket, body: bytes) -> None: ...
+
+    with pytest.raises(RouteDefinitionError, match="raw body is not available here"):
+        app.websocket("/body")(with_body)

@@ -316,7 +316,8 @@ _INJECTABLE = {
     WebSocket: Source.WEBSOCKET,
 }
 _HTTP_SOURCES = frozenset(Source) - {Source.WEBSOCKET}
-_WEBSOCKET_SOURCES = frozenset(Source) - {Source.REQUEST}
+# A WebSocket handshake has no body; everything else binds as for HTTP.
+_WEBSOCKET_SOURCES = frozenset(Source) - {Source.REQUEST, Source.JSON, Source.RAW, Source.FORM}
 
 
 async def _send_plain(send: Send, response: Response) -> None:

@@ -213,6 +213,26 @@ class ExchangeBase:
     def get_request(self) -> Request:
         raise NotImplementedError  # only HTTP exchanges have a Request
 
+    def _arguments(self, body: bytes | None) -> dict[str, object]:
+        """The handler's keyword arguments: injected objects, then the request's data.
+
+        Raises:
+            HTTPError: 400, 415 or 422 (RequestValidationError) for bad data.
+        """
+        kwargs = self._bind()
+        if self.endpoint.plan.data_binders:
+            kwargs.update(self._data(body))
+        return kwargs
+
+    def _data(self, body: bytes | None) -> dict[str, object]:
+        """The values of the query, header, cookie and body parameters (see ``extract``)."""
+        return extract(
+            self.endpoint.plan,
+            query_string=self.scope.get("query_string", b""),
+            raw_headers=self.scope.get("headers", ()),
+            body=body,
+        )
+
     def get_token(self) -> DisconnectToken:
         if self._token is None:
             self._token = DisconnectToken._create(self._describe(), self.app.callback_budget)
@@ -367,10 +387,10 @@ class HTTPExchange(ExchangeBase):
     async def _respond(self) -> None:
         endpoint = self.endpoint
         try:
-            if endpoint.plan.data_binders or self.app._hooked:
+            if endpoint.plan.needs_body or self.app._hooked:
                 result = await watched(self, self._pipeline())
-            else:  # the fast path: nothing to read or run before the handler
-                result = await watched(self, endpoint.handler(**self._bind()))
+            else:  # nothing to await before the handler: no pipeline frame to keep
+                result = await watched(self, endpoint.handler(**self._arguments(None)))
             response = to_response(result)
         except HTTPError as error:
             response = error_response(error)
@@ -392,17 +412,7 @@ class HTTPExchange(ExchangeBase):
         """
         app, plan = self.app, self.endpoint.plan
         try:
-            kwargs = self._bind()
-            if plan.data_binders:
-                body = await self.read_body() if plan.needs_body else None
-                kwargs.update(
-                    extract(
-                        plan,
-                        query_string=self.scope.get("query_string", b""),
-                        raw_headers=self.scope.get("headers", ()),
-                        body=body,
-                    )
-                )
+            kwargs = self._arguments(await self.read_body() if plan.needs_body else None)
             for before in app._before_request:
                 early = await before(self.get_request())
                 if early is not None:

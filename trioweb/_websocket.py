@@ -39,11 +39,13 @@ import trio
 
 from ._datastructures import Headers, QueryParams
 from ._errors import (
+    HTTPError,
     WebSocketAbortedError,
     WebSocketClosed,
     WebSocketDisposedError,
     WebSocketStateError,
 )
+from ._response import error_response
 from ._scope import ExchangeBase
 from ._util import NoPublicConstructor
 
@@ -410,14 +412,26 @@ class WebSocketExchange(ExchangeBase):
     async def _run_handler(self, websocket: WebSocket) -> bool:
         failed = False
         try:
+            # Checked before the handshake; injected objects are bound in the scope.
+            data = self._data(None) if self.endpoint.plan.data_binders else {}
+        except HTTPError as error:
+            # Query, header or cookie values that do not fit: refuse the handshake.
+            response = error_response(error)
+            await websocket.reject(
+                response.status,
+                response.body,
+                {"content-type": response.media_type or "text/plain"},
+            )
+            return False
+        try:
             with trio.CancelScope() as cancel_scope:
                 self.cancel_scope = cancel_scope
                 if self.endpoint.needs_nursery:
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
-                        await self.endpoint.handler(**self._bind())
+                        await self.endpoint.handler(**self._bind(), **data)
                 else:
-                    await self.endpoint.handler(**self._bind())
+                    await self.endpoint.handler(**self._bind(), **data)
         except Exception as error:
             failed = True
             self._log_failure(error)
