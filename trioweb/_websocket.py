@@ -474,6 +474,3 @@ class WebSocketExchange(ExchangeBase):
         assert self.websocket is not None
         if self.websocket._on_peer_gone(code, reason):
             self._client_left()
-
-    def _describe(self) -> str:
-        return f"WEBSOCKET {self.scope.get('path')}"
