@@ -18,7 +18,6 @@ from trioweb import (
     Response,
     Server,
     StreamingResponse,
-    serve,
 )
 
 from .wire import connect, fetch, read_response, request_bytes
@@ -110,14 +109,6 @@ def app(probe: Probe) -> App:
         return "done"
 
     return app
-
-
-@pytest.fixture
-async def server(app: App) -> AsyncIterator[Server]:
-    async with trio.open_nursery() as nursery:
-        running: Server = await nursery.start(serve, app, "127.0.0.1", 0)
-        yield running
-        running.shutdown()
 
 
 async def test_cancel_io_interrupts_a_slow_upload_and_the_handler_answers(server: Server) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 import pytest
@@ -22,7 +21,6 @@ from trioweb import (
     WebSocketClosed,
     WebSocketDisposedError,
     WebSocketStateError,
-    serve,
 )
 from trioweb._websocket import Op, WebSocketState, transition
 from trioweb.testing import TestClient, WebSocketRejected
@@ -271,14 +269,6 @@ async def test_handler_error_closes_with_1011(app: App) -> None:
 
 
 # ---- over the wire ----
-
-
-@pytest.fixture
-async def server(app: App) -> AsyncIterator[Server]:
-    async with trio.open_nursery() as nursery:
-        running: Server = await nursery.start(serve, app, "127.0.0.1", 0)
-        yield running
-        running.shutdown()
 
 
 async def test_echo_and_client_close_ends_async_for(server: Server, probe: Probe) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -128,14 +127,6 @@ def app(probe: Probe) -> App:
         return {"id": item_id, "body": (await request.body()).decode()}
 
     return app
-
-
-@pytest.fixture
-async def server(app: App) -> AsyncIterator[Server]:
-    async with trio.open_nursery() as nursery:
-        running: Server = await nursery.start(serve, app, "127.0.0.1", 0)
-        yield running
-        running.shutdown()
 
 
 async def leave_mid_handler(server: Server, probe: Probe, request: bytes) -> None:
