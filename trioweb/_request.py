@@ -155,11 +155,19 @@ class Request(metaclass=NoPublicConstructor):
         return await self._exchange.read_body()
 
     async def text(self) -> str:
-        """The body decoded as UTF-8 (see :meth:`body`)."""
+        """The body decoded as UTF-8.
+
+        Cancellation:
+            As :meth:`body`.
+        """
         return (await self.body()).decode()
 
     async def json(self) -> Any:
-        """The body parsed as JSON (see :meth:`body`)."""
+        """The body parsed as JSON.
+
+        Cancellation:
+            As :meth:`body`.
+        """
         return json.loads(await self.body())
 
     def cancel_io(self) -> None:

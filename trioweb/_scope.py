@@ -657,6 +657,7 @@ class HTTPExchange(ExchangeBase):
             self._body_event.set()
 
     async def read_body(self) -> bytes:
+        """The whole body (what ``Request.body()`` returns); see there for cancellation."""
         if self._body_complete:
             await trio.lowlevel.checkpoint()
         elif not self._watching and not self._reading:

@@ -248,21 +248,33 @@ class WebSocket(metaclass=NoPublicConstructor):
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
 
     async def receive_text(self) -> str:
-        """The next message, which must be text."""
+        """The next message, which must be text.
+
+        Cancellation:
+            As :meth:`receive`.
+        """
         message = await self.receive()
         if not isinstance(message, str):
             raise TypeError("expected a text message, got a binary one")
         return message
 
     async def receive_bytes(self) -> bytes:
-        """The next message, which must be binary."""
+        """The next message, which must be binary.
+
+        Cancellation:
+            As :meth:`receive`.
+        """
         message = await self.receive()
         if not isinstance(message, bytes):
             raise TypeError("expected a binary message, got a text one")
         return message
 
     async def receive_json(self) -> Any:
-        """The next message, parsed as JSON."""
+        """The next message, parsed as JSON.
+
+        Cancellation:
+            As :meth:`receive`.
+        """
         return json.loads(await self.receive())
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
@@ -293,7 +305,11 @@ class WebSocket(metaclass=NoPublicConstructor):
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
 
     async def send_json(self, value: object) -> None:
-        """Send ``value`` as a JSON text message."""
+        """Send ``value`` as a JSON text message.
+
+        Cancellation:
+            As :meth:`send`.
+        """
         await self.send(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
     # ---- closing ----

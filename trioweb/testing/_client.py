@@ -166,7 +166,11 @@ class StreamCall(_Call):
         self._disconnected = False
 
     async def send_body(self, chunk: bytes, *, final: bool = False) -> None:
-        """Send part of the request body (``final=True`` for the last part)."""
+        """Send part of the request body (``final=True`` for the last part).
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         if self._body_done:
             raise RuntimeError("the request body was already complete")
         self._body_done = final
@@ -178,6 +182,9 @@ class StreamCall(_Call):
         Raises:
             AppDidNotRespond: No ``http.response.start`` in time, or the app
                 ended without one.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
         """
         if self.status_code is None:
             message = await self._next_message("start the response")
@@ -190,7 +197,11 @@ class StreamCall(_Call):
         return self.status_code
 
     async def next_chunk(self) -> bytes | None:
-        """The next non-empty body chunk, or None once the body is complete."""
+        """The next non-empty body chunk, or None once the body is complete.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         await self.wait_response_start()
         while not self._response_done:
             message = await self._next_message("send the rest of the response body")
@@ -218,13 +229,21 @@ class StreamCall(_Call):
         return _Events(self)
 
     async def read(self) -> TestResponse:
-        """Read the whole response."""
+        """Read the whole response.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         content = b"".join([chunk async for chunk in _Chunks(self)])
         assert self.status_code is not None
         return TestResponse(self.status_code, self.headers, content)
 
     async def disconnect(self) -> None:
-        """Leave now, as a client closing its socket, then wait for the app to end."""
+        """Leave now, as a client closing its socket, then wait for the app to end.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         if not self._disconnected:
             self._disconnected = True
             await self._to_app.send({"type": "http.disconnect"})
@@ -321,12 +340,15 @@ class WebSocketSession(_Call):
             raise AssertionError(f"unexpected {message['type']!r} during the handshake")
 
     async def send_text(self, text: str) -> None:
+        """Send a text message to the app (checkpoints; never blocks)."""
         await self._send({"type": "websocket.receive", "text": text})
 
     async def send_bytes(self, data: bytes) -> None:
+        """Send a binary message to the app (checkpoints; never blocks)."""
         await self._send({"type": "websocket.receive", "bytes": data})
 
     async def send_json(self, value: object) -> None:
+        """Send ``value`` as a JSON text message (checkpoints; never blocks)."""
         await self.send_text(jsonlib.dumps(value))
 
     async def _send(self, message: dict[str, Any]) -> None:
@@ -340,6 +362,9 @@ class WebSocketSession(_Call):
         Raises:
             WebSocketClosed: The app closed the conversation. Reading the close
                 acknowledges it, as a real client does.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
         """
         if self._closed is not None:
             raise self._closed
@@ -359,25 +384,36 @@ class WebSocketSession(_Call):
         raise self._closed
 
     async def receive_text(self) -> str:
+        """The app's next message, which must be text (as :meth:`receive`)."""
         message = await self.receive()
         assert isinstance(message, str), f"expected text, got {message!r}"
         return message
 
     async def receive_bytes(self) -> bytes:
+        """The app's next message, which must be binary (as :meth:`receive`)."""
         message = await self.receive()
         assert isinstance(message, bytes), f"expected bytes, got {message!r}"
         return message
 
     async def receive_json(self) -> Any:
+        """The app's next message, parsed as JSON (as :meth:`receive`)."""
         return jsonlib.loads(await self.receive())
 
     async def close(self, code: int = 1000) -> None:
-        """Close from the client side, then wait for the app to end."""
+        """Close from the client side, then wait for the app to end.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         await self._leave(code)
         await self.wait_app_done()
 
     async def disconnect(self) -> None:
-        """Drop the connection (code 1006), then wait for the app to end."""
+        """Drop the connection (code 1006), then wait for the app to end.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         await self._leave(1006)
         await self.wait_app_done()
 
@@ -559,6 +595,9 @@ class TestClient:
         :meth:`StreamCall.send_body`. Otherwise ``content`` (or ``json``) is
         sent whole at once. Leaving the block before the response is complete
         disconnects; it always waits (bounded) for the app to end.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
         """
         headers = dict(headers or {})
         body = b""
@@ -583,29 +622,40 @@ class TestClient:
         await call._close()
 
     async def request(self, method: str, path: str, **options: Any) -> TestResponse:
-        """Make a complete request (see :meth:`stream` for the options)."""
+        """Make a complete request (see :meth:`stream` for the options).
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
+        """
         async with self.stream(method, path, **options) as call:
             return await call.read()
 
     async def get(self, path: str, **options: Any) -> TestResponse:
+        """A complete GET request (see :meth:`request`)."""
         return await self.request("GET", path, **options)
 
     async def head(self, path: str, **options: Any) -> TestResponse:
+        """A complete HEAD request (see :meth:`request`)."""
         return await self.request("HEAD", path, **options)
 
     async def options(self, path: str, **options: Any) -> TestResponse:
+        """A complete OPTIONS request (see :meth:`request`)."""
         return await self.request("OPTIONS", path, **options)
 
     async def post(self, path: str, **options: Any) -> TestResponse:
+        """A complete POST request (see :meth:`request`)."""
         return await self.request("POST", path, **options)
 
     async def put(self, path: str, **options: Any) -> TestResponse:
+        """A complete PUT request (see :meth:`request`)."""
         return await self.request("PUT", path, **options)
 
     async def patch(self, path: str, **options: Any) -> TestResponse:
+        """A complete PATCH request (see :meth:`request`)."""
         return await self.request("PATCH", path, **options)
 
     async def delete(self, path: str, **options: Any) -> TestResponse:
+        """A complete DELETE request (see :meth:`request`)."""
         return await self.request("DELETE", path, **options)
 
     # ---- WebSocket ----
@@ -623,6 +673,9 @@ class TestClient:
 
         Raises:
             WebSocketRejected: The app refused the handshake.
+
+        Cancellation:
+            Bounded by the client's ``timeout`` (:class:`AppDidNotRespond`).
         """
         scope = self._scope("websocket", "GET", path, params, headers, None)
         scope["subprotocols"] = list(subprotocols or [])

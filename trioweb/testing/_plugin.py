@@ -26,7 +26,11 @@ def app() -> Any:
 
 @pytest.fixture
 async def client(app: Any) -> AsyncIterator[TestClient]:
-    """An in-process :class:`~trioweb.testing.TestClient`, lifespan started."""
+    """An in-process :class:`~trioweb.testing.TestClient`, lifespan started.
+
+    Cancellation:
+        Its lifespan shutdown runs after the test; calls still running are cancelled.
+    """
     async with TestClient(app) as test_client:
         yield test_client
 
@@ -35,7 +39,9 @@ async def client(app: Any) -> AsyncIterator[TestClient]:
 async def live_server(app: Any) -> AsyncIterator[Server]:
     """The app on a real hypercorn at 127.0.0.1, port chosen by the OS.
 
-    Shut down gracefully after the test (in-flight requests may finish).
+    Cancellation:
+        Shut down gracefully after the test: in-flight requests may finish
+        within the server's graceful timeout, then are cancelled.
     """
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(serve, app, "127.0.0.1", 0)
