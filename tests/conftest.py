@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import trio
 
 from trioweb import Server
+
+
+class Probe:
+    """What handlers report to the test, so it knows where they are without sleeping."""
+
+    def __init__(self) -> None:
+        self.record: list[str] = []
+        self.errors: list[str] = []
+        self.objects: list[Any] = []  # tokens, sockets: kept to check after the request
+        self.entered = trio.Event()
+        self.done = trio.Event()
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
 
 
 @pytest.fixture

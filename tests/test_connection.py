@@ -20,19 +20,8 @@ from trioweb import (
     StreamingResponse,
 )
 
+from .conftest import Probe
 from .wire import connect, fetch, read_response, request_bytes
-
-
-class Probe:
-    def __init__(self) -> None:
-        self.record: list[str] = []
-        self.entered = trio.Event()
-        self.done = trio.Event()
-
-
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
 
 
 @pytest.fixture

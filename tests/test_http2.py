@@ -19,6 +19,8 @@ import trio.testing
 
 from trioweb import App, DisconnectToken, Request, Server, StreamingResponse
 
+from .conftest import Probe
+
 WAIT = 10
 
 
@@ -77,18 +79,6 @@ class H2Client:
                         body += event.data
                     elif isinstance(event, h2.events.StreamEnded):
                         return status, body
-
-
-class Probe:
-    def __init__(self) -> None:
-        self.record: list[str] = []
-        self.entered = trio.Event()
-        self.done = trio.Event()
-
-
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from trioweb import (
 from trioweb._websocket import Op, WebSocketState, transition
 from trioweb.testing import TestClient, WebSocketRejected
 
+from .conftest import Probe
 from .wire import RawWebSocket
 
 S, OP = WebSocketState, Op
@@ -94,20 +95,6 @@ def test_every_pair_is_decided() -> None:
                 assert message.startswith(f"cannot {op.value}")
 
 
-class Probe:
-    def __init__(self) -> None:
-        self.record: list[str] = []
-        self.sockets: list[WebSocket] = []
-        self.errors: list[str] = []
-        self.step = trio.Event()
-        self.done = trio.Event()
-
-
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
 @pytest.fixture
 def app(probe: Probe) -> App:
     app = App()
@@ -132,7 +119,7 @@ def app(probe: Probe) -> App:
         await ws.accept()
         token.register(probe.record.append, "token set")
         nursery.start_soon(child)
-        probe.step.set()
+        probe.entered.set()
         try:
             await trio.sleep(10)
         except trio.Cancelled:
@@ -157,7 +144,7 @@ def app(probe: Probe) -> App:
         await ws.accept()
         await ws.close_output(1000, "done")
         probe.record.append("close_output returned")
-        probe.step.set()
+        probe.entered.set()
         probe.record.append(f"received {await ws.receive()!r}")
         try:
             await ws.receive()
@@ -167,7 +154,7 @@ def app(probe: Probe) -> App:
 
     @app.websocket("/misuse")
     async def misuse(ws: WebSocket) -> None:
-        probe.sockets.append(ws)
+        probe.objects.append(ws)
         try:
             await ws.send("too early")
         except WebSocketStateError as error:
@@ -236,7 +223,7 @@ async def test_misuse_errors_name_what_happened(app: App, probe: Probe) -> None:
         "cannot accept: accept() was already called",
         "cannot send: cannot send after close() or close_output()",
     ]
-    (socket,) = probe.sockets
+    (socket,) = probe.objects
     with pytest.raises(WebSocketDisposedError, match="handler has returned"):
         await socket.send("after the handler")
 
@@ -286,7 +273,7 @@ async def test_client_drop_cancels_handler_and_child_and_sets_token(
     client, answer = await RawWebSocket.connect(server.port, "/busy")
     assert isinstance(answer, AcceptConnection)
     with trio.fail_after(5):
-        await probe.step.wait()
+        await probe.entered.wait()
     await client.drop()
     with trio.fail_after(5):
         await probe.done.wait()
@@ -325,7 +312,7 @@ async def test_close_output_returns_at_once_and_receive_still_works(
 ) -> None:
     client, _ = await RawWebSocket.connect(server.port, "/close_output")
     with trio.fail_after(5):
-        await probe.step.wait()  # returned before the client did anything
+        await probe.entered.wait()  # returned before the client did anything
     assert probe.record == ["close_output returned"]
     # A message already in flight when the client gets to the close frame:
     await client.send_text("sent before acknowledging")

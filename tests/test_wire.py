@@ -12,23 +12,10 @@ import trio.testing
 
 from trioweb import App, DisconnectToken, Request, Server, TokenDisposedError, serve
 
+from .conftest import Probe
 from .wire import connect, fetch, read_response, request_bytes, wait_closed_by_peer
 
 HANDLER_WAIT = 10  # bound, in seconds, of every wait on the server's side
-
-
-class Probe:
-    """Events the handlers set, so the test knows where they are without sleeping."""
-
-    def __init__(self) -> None:
-        self.entered = trio.Event()
-        self.finished = trio.Event()
-        self.record: list[str] = []
-
-
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
 
 
 @pytest.fixture
@@ -53,14 +40,14 @@ def app(probe: Probe) -> App:
             probe.record.append("handler cancelled")
             raise
         finally:
-            probe.finished.set()
+            probe.done.set()
         return "too late"
 
     @app.get("/quick")
     async def quick(token: DisconnectToken) -> str:
         token.register(probe.record.append, "callback")
         probe.record.append("tokens")
-        probe.tokens = [token]  # type: ignore[attr-defined]
+        probe.objects.append(token)
         await trio.lowlevel.checkpoint()
         return f"set={token.is_set()}"
 
@@ -84,7 +71,7 @@ def app(probe: Probe) -> App:
             probe.record.append("handler cancelled")
             raise
         finally:
-            probe.finished.set()
+            probe.done.set()
         return "too late"
 
     @app.post("/pay", cancel_on_disconnect=False)
@@ -94,7 +81,7 @@ def app(probe: Probe) -> App:
             await token.wait()
         await trio.sleep(0.05)  # the rest of the unit of work
         probe.record.append(f"paid, token set={token.is_set()}")
-        probe.finished.set()
+        probe.done.set()
         return "receipt"
 
     @app.get("/deadline", timeout=0.2)
@@ -111,7 +98,7 @@ def app(probe: Probe) -> App:
             probe.record.append("handler cancelled")
             raise
         finally:
-            probe.finished.set()
+            probe.done.set()
         return "too late"
 
     @app.get("/items/{item_id:int}")
@@ -136,7 +123,7 @@ async def leave_mid_handler(server: Server, probe: Probe, request: bytes) -> Non
         await probe.entered.wait()
     await stream.aclose()
     with trio.fail_after(HANDLER_WAIT):
-        await probe.finished.wait()
+        await probe.done.wait()
         # The FIN was processed; the rest of the request's unwinding is scheduling.
         await trio.testing.wait_all_tasks_blocked()
 
@@ -161,7 +148,7 @@ async def test_normal_request_never_trips_token(server: Server, probe: Probe) ->
     response = await fetch(server.port, "GET", "/quick")
     assert (response.status, response.body, response.complete) == (200, b"set=False", True)
     await trio.testing.wait_all_tasks_blocked()  # the request ends after its last byte left
-    (token,) = probe.tokens  # type: ignore[attr-defined]
+    (token,) = probe.objects
     assert probe.record == ["tokens"]  # the callback never ran
     assert not token.is_set()
     assert token.disposed
@@ -208,7 +195,7 @@ async def test_disconnect_during_large_upload_is_detected(server: Server, probe:
         await probe.entered.wait()
     await stream.aclose()
     with trio.fail_after(HANDLER_WAIT):
-        await probe.finished.wait()
+        await probe.done.wait()
         await trio.testing.wait_all_tasks_blocked()
     assert probe.record == ["handler cancelled"]
 

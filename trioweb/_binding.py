@@ -296,6 +296,8 @@ class BindingPlan:
     binders: tuple[Binder, ...]
     sources: frozenset[Source] = attrs.field(init=False)
     data_binders: tuple[Binder, ...] = attrs.field(init=False)
+    # Decided here, not per request: the hot path only reads it.
+    needs_body: bool = attrs.field(init=False)
 
     @sources.default
     def _sources(self) -> frozenset[Source]:
@@ -305,8 +307,8 @@ class BindingPlan:
     def _data_binders(self) -> tuple[Binder, ...]:
         return tuple(binder for binder in self.binders if binder.source in DATA_SOURCES)
 
-    @property
-    def needs_body(self) -> bool:
+    @needs_body.default
+    def _needs_body(self) -> bool:
         return bool(self.sources & BODY_SOURCES)
 
 
