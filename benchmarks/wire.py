@@ -180,10 +180,18 @@ async def throughput(apps: list[str], duration: float, connections: int, rounds:
     load = wrk if shutil.which("wrk") else python_load
     routes = {"plain text": "/plain", "JSON": "/items/42"}
     samples: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    cpus = sorted(os.sched_getaffinity(0))
     async with AsyncExitStack() as stack:
         # All servers run side by side and the rounds interleave, so machine
         # noise falls on every app alike; the table shows medians.
         servers = {name: await stack.enter_async_context(running(name)) for name in apps}
+        if len(cpus) >= 2:
+            # The servers on one core and the load generator (this process's
+            # child) on another: neither migrates nor steals the other's core.
+            for _, pid in servers.values():
+                os.sched_setaffinity(pid, {cpus[1]})
+            os.sched_setaffinity(0, {cpus[0]})
+            stack.callback(os.sched_setaffinity, 0, cpus)
         for port, _ in servers.values():
             for path in routes.values():
                 await load(port, path, 1, connections)  # warm up
@@ -203,8 +211,14 @@ async def throughput(apps: list[str], duration: float, connections: int, rounds:
         if load is wrk
         else "Python load generator (wrk not found)"
     )
+    pinning = (
+        f"servers pinned to CPU {cpus[1]}, the load generator to CPU {cpus[0]}"
+        if len(cpus) >= 2
+        else "one CPU shared"
+    )
     lines = [
-        f"Throughput over loopback, {generator}, median of {rounds} interleaved rounds:",
+        f"Throughput over loopback, {generator}, median of {rounds} interleaved rounds "
+        f"({pinning}):",
         "",
         "| app | route | requests/s | x bare ASGI | server CPU µs/request | bare CPU / app CPU "
         "| p50 ms | p99 ms |",
@@ -374,7 +388,7 @@ if __name__ == "__main__":
     parser.add_argument("--parts", default="throughput,latency,scale,callbacks")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds")
     parser.add_argument("--disconnects", type=int, default=1000)
     parser.add_argument("--held", type=int, default=10_000)
     trio.run(main, parser.parse_args())

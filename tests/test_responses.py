@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -22,6 +25,7 @@ from trioweb import (
     redirect,
 )
 from trioweb._files import parse_range
+from trioweb._response import json_bytes
 from trioweb._sse import encode_comment, encode_event
 from trioweb.testing import TestClient
 
@@ -77,6 +81,41 @@ def test_sse_comment() -> None:
 )
 def test_parse_range(header: str, expected: object) -> None:
     assert parse_range(header, 100) == expected
+
+
+@attrs.frozen
+class Ticket:
+    number: int
+    holder: str | None = None
+
+
+_SELF: list[object] = []
+_SELF.append(_SELF)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"id": 42}, b'{"id":42}'),
+        ([1, 2.5, None, True], b"[1,2.5,null,true]"),
+        ("é ☃", '"é ☃"'.encode()),  # UTF-8, not \u escapes
+        ({"nested": {"k": []}}, b'{"nested":{"k":[]}}'),
+        (Ticket(7), b'{"number":7,"holder":null}'),
+        (uuid.UUID(int=1), b'"00000000-0000-0000-0000-000000000001"'),
+        (datetime.date(2026, 11, 22), b'"2026-11-22"'),
+        (float("nan"), ValueError),
+        ({"x": float("inf")}, ValueError),
+        ({"x": object()}, TypeError),
+        (_SELF, RecursionError),
+    ],
+)
+def test_json_bytes(value: object, expected: bytes | type[Exception]) -> None:
+    if isinstance(expected, bytes):
+        assert json_bytes(value) == expected
+    else:
+        with pytest.raises(expected):
+            json_bytes(value)
+    assert json_bytes({"after": "a failure"}) == b'{"after":"a failure"}'
 
 
 class Record:

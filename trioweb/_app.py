@@ -16,7 +16,7 @@ from ._request import Request
 from ._response import Response, status_response
 from ._router import Declaration, RouteDecorators, Router
 from ._routing import MethodNotAllowed, Route, RouteTable, compile_path
-from ._scope import HTTPExchange, Receive, Send
+from ._scope import HTTPExchange, Receive, Send, never_suspends
 from ._token import DisconnectToken
 from ._views import view_endpoints
 from ._websocket import WebSocket, WebSocketExchange
@@ -38,12 +38,24 @@ class Endpoint:
     timeout: float | None
     max_body_size: int
     websocket: bool = False
-    # Decided here, not per request: the hot path only reads it.
+    # Decided here, not per request: the hot path only reads them.
     needs_nursery: bool = attrs.field(init=False)
+    # False for a handler that cannot be cancelled: its code cannot suspend,
+    # nothing is awaited before it, and no deadline or nursery applies.
+    needs_scope: bool = attrs.field(init=False)
 
     @needs_nursery.default
     def _needs_nursery(self) -> bool:
         return Source.NURSERY in self.plan.sources
+
+    @needs_scope.default
+    def _needs_scope(self) -> bool:
+        return (
+            self.needs_nursery
+            or self.plan.needs_body
+            or self.timeout is not None
+            or not never_suspends(self.handler)
+        )
 
 
 @final

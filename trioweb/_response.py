@@ -6,9 +6,10 @@ import datetime
 import email.utils
 import http
 import json
+import json.encoder
 import re
 import uuid
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from typing import Any, final
 
 import attrs
@@ -34,14 +35,33 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-# One encoder for all: json.dumps() with options builds a new one per call.
-_encode_json = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
-).encode
+def _make_json_encoder() -> Callable[[object], str]:
+    # JSONEncoder.encode() builds a C encoder (and a closure) on every call,
+    # which costs more than the encoding of a small response: build it once.
+    # Without circular-reference markers, a value that contains itself ends
+    # in RecursionError rather than ValueError; either is a 500.
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:  # no C accelerator (as on PyPy): the documented way
+        return json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
+        ).encode
+    encode = make_encoder(
+        None, _json_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_json = _make_json_encoder()
 
 
 def json_bytes(value: object) -> bytes:
-    """Compact UTF-8 JSON; attrs instances, UUIDs and datetimes are understood."""
+    """Compact UTF-8 JSON; attrs instances, UUIDs and datetimes are understood.
+
+    Raises:
+        TypeError: A value of another type.
+        ValueError: NaN or an infinity.
+        RecursionError: A value that contains itself.
+    """
     return _encode_json(value).encode()
 
 
@@ -78,7 +98,7 @@ class Response:
             raise ValueError(f"status {status} is not an HTTP status code")
         self.body = body if type(body) is bytes else bytes(body)
         self.status = status
-        self.headers = dict(headers or {})
+        self.headers = dict(headers) if headers else {}
         self.media_type = media_type
         self.close_connection = close_connection
         self.cookies: list[str] = []

@@ -66,6 +66,14 @@ class PathPattern:
     path: str
     regex: re.Pattern[str] | None
     converters: Mapping[str, Converter]
+    # (name, convert) in group order: match() runs per request.
+    _conversions: tuple[tuple[str, Callable[[str], object]], ...] = attrs.field(
+        init=False, repr=False, eq=False
+    )
+
+    @_conversions.default
+    def _conversions_default(self) -> tuple[tuple[str, Callable[[str], object]], ...]:
+        return tuple((name, converter.convert) for name, converter in self.converters.items())
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -78,9 +86,10 @@ class PathPattern:
         found = self.regex.fullmatch(path)
         if found is None:
             return None
-        return {
-            name: self.converters[name].convert(text) for name, text in found.groupdict().items()
-        }
+        params: dict[str, object] = {}
+        for (name, convert), text in zip(self._conversions, found.groups(), strict=True):
+            params[name] = convert(text)
+        return params
 
     def format(self, params: Mapping[str, object]) -> str:
         """Build a concrete path from parameter values (for ``url_for``).
@@ -164,7 +173,9 @@ class Route(Generic[E]):
     name: str
 
 
-@attrs.frozen
+# Not frozen: one is built per request, and a frozen class's __init__ costs
+# twice as much. Nothing keeps one beyond the lookup that made it.
+@attrs.define
 class RouteMatch(Generic[E]):
     """A successful lookup: the route and its converted path parameters."""
 

@@ -15,7 +15,11 @@ watcher starts lazily: user code (hooks and handler) is driven by hand through
 common case for plain routes, never gets one: it cannot be cancelled anyway.
 At the first yield the watcher starts and the code continues, every Trio trap
 forwarded unchanged. The request scope is entered *before* the first step, so
-the cancel-scope stack stays properly nested whatever the handler does.
+the cancel-scope stack stays properly nested whatever the handler does. The
+one exception is a handler whose own code has no ``await`` at all
+(:func:`never_suspends`, decided at decoration) on a route with nothing to
+await before it: it runs to its end at once, outside any scope, since nothing
+could cancel it; a stream or file it returns is still sent inside one.
 
 The body is read by the request's own task while no watcher runs (hypercorn
 usually has it queued already, so it costs no checkpoint), and by the watcher
@@ -38,7 +42,9 @@ scope (hypercorn issue 210), which is why the watcher has no scope to cancel.
 from __future__ import annotations
 
 import contextlib
+import dis
 import enum
+import inspect
 import logging
 import math
 import sys
@@ -95,6 +101,38 @@ class _Phase(enum.IntEnum):
     SENT = 2  # the final body message was handed to the server
 
 
+# What a suspension point compiles to, in every supported Python (a superset:
+# the names of other versions' opcodes simply never occur).
+_SUSPENDING_OPS = frozenset(
+    {
+        "YIELD_VALUE",
+        "YIELD_FROM",
+        "SEND",
+        "GET_AWAITABLE",
+        "GET_AITER",
+        "GET_ANEXT",
+        "BEFORE_ASYNC_WITH",
+        "SETUP_ASYNC_WITH",
+    }
+)
+
+
+def never_suspends(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` is a coroutine function whose own code cannot suspend.
+
+    Such a handler has no ``await``, ``async for`` or ``async with``: it runs
+    to its end in one step, so nothing can cancel it and it needs no request
+    scope. Anything else (wrappers, partials, classes) counts as suspending.
+    """
+    function = handler.__func__ if isinstance(handler, types.MethodType) else handler
+    if not isinstance(function, types.FunctionType):
+        return False
+    code = function.__code__
+    if not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return not any(op.opname in _SUSPENDING_OPS for op in dis.get_instructions(code))
+
+
 @types.coroutine
 def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any, Any]:
     """``await coro``, starting the exchange's watcher the first time it yields to Trio.
@@ -128,16 +166,11 @@ def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any,
                 trap = coro.send(value)
             except StopIteration as stop:
                 return stop.value
-
-
-def report_outcome(scope: dict[str, Any], outcome: Outcome, handler_cancelled: bool) -> None:
-    """Tell a test client (``trioweb.testing``) how the request ended, if one asks."""
-    extensions = scope.get("extensions")
-    if extensions:
-        report = extensions.get("trioweb.outcome")
-        if report is not None:
-            report["outcome"] = outcome.value
-            report["handler_cancelled"] = handler_cancelled
+            finally:
+                # Trio resumes a cancelled task with an Error outcome that
+                # keeps the Cancelled, whose traceback keeps this frame: kept
+                # here too, they would form a cycle only the cyclic GC frees.
+                del value
 
 
 def _closing(iterable: AsyncIterable[object]) -> contextlib.AbstractAsyncContextManager[object]:
@@ -156,6 +189,7 @@ class ExchangeBase:
     """What HTTP and WebSocket exchanges share: binding, the token, the outcome."""
 
     __slots__ = (
+        "_finished",
         "_nursery",
         "_token",
         "app",
@@ -191,6 +225,7 @@ class ExchangeBase:
         self.websocket: WebSocket | None = None
         self._nursery: trio.Nursery | None = None
         self._token: DisconnectToken | None = None
+        self._finished = False
 
     def _bind(self) -> dict[str, object]:
         kwargs: dict[str, object] = {}
@@ -245,6 +280,7 @@ class ExchangeBase:
 
     def _finish(self, handler_cancelled: bool) -> None:
         """Dispose of the token, say how the request ended."""
+        self._finished = True
         if self._token is not None:
             self._token._dispose()
         outcome = self.outcome or Outcome.COMPLETED
@@ -263,7 +299,12 @@ class ExchangeBase:
                 )
             else:
                 logger.info("%s ended after %.2fs: %s", self._describe(), elapsed, outcome.value)
-        report_outcome(self.scope, outcome, handler_cancelled)
+        extensions = self.scope.get("extensions")
+        if extensions:  # a test client (trioweb.testing) asks how the request ended
+            report = extensions.get("trioweb.outcome")
+            if report is not None:
+                report["outcome"] = outcome.value
+                report["handler_cancelled"] = handler_cancelled
 
     def _client_left(self) -> None:
         """The client went away: set the token, run its callbacks, cancel if the route says so."""
@@ -301,7 +342,6 @@ class HTTPExchange(ExchangeBase):
         "_body_complete",
         "_body_event",
         "_close_connection",
-        "_finished",
         "_io_cancelled",
         "_io_scope",
         "_phase",
@@ -333,7 +373,6 @@ class HTTPExchange(ExchangeBase):
         self._reading = False
         self._watcher_wanted = False
         self._watching = False
-        self._finished = False
         self._close_connection = False
 
     # ---- the request's life ----
@@ -353,21 +392,34 @@ class HTTPExchange(ExchangeBase):
         handler_cancelled = False
         try:
             try:
-                deadline = (
-                    math.inf if endpoint.timeout is None else trio.current_time() + endpoint.timeout
-                )
-                with trio.CancelScope(deadline=deadline) as cancel_scope:
-                    self.cancel_scope = cancel_scope
-                    if endpoint.needs_nursery:
-                        async with trio.open_nursery() as nursery:
-                            self._nursery = nursery
-                            await self._respond()
-                    else:
-                        await self._respond()
-                handler_cancelled = cancel_scope.cancelled_caught
-                if handler_cancelled and self.outcome is None:
-                    # Nobody else cancels this scope without saying why: its deadline passed.
-                    self.outcome = Outcome.TIMED_OUT
+                ready = None
+                if not endpoint.needs_scope and not self.app._hooked:
+                    # The handler cannot suspend, so nothing can cancel it: it
+                    # runs outside any scope, which would cost more than the
+                    # rest of the request. Only a stream or a file still needs one.
+                    ready = self._answer_now()
+                if isinstance(ready, Response):
+                    self._phase = _Phase.SENDING
+                    if self.outcome is None:  # else the handler called abort()
+                        await self._send_response(ready)
+                else:
+                    deadline = (
+                        math.inf
+                        if endpoint.timeout is None
+                        else trio.current_time() + endpoint.timeout
+                    )
+                    with trio.CancelScope(deadline=deadline) as cancel_scope:
+                        self.cancel_scope = cancel_scope
+                        if endpoint.needs_nursery:
+                            async with trio.open_nursery() as nursery:
+                                self._nursery = nursery
+                                await self._respond()
+                        else:
+                            await self._respond(ready)
+                    handler_cancelled = cancel_scope.cancelled_caught
+                    if handler_cancelled and self.outcome is None:
+                        # Nobody else cancels this scope without saying why: its deadline passed.
+                        self.outcome = Outcome.TIMED_OUT
                 response = self._response_for_outcome()
             except Exception as error:
                 response = self._response_after_error(error)
@@ -384,16 +436,34 @@ class HTTPExchange(ExchangeBase):
         finally:
             self._finish(handler_cancelled)
 
-    async def _respond(self) -> None:
-        endpoint = self.endpoint
+    def _answer_now(self) -> Response | StreamingResponse | FileResponse:
+        """Run a handler that cannot suspend (see :func:`never_suspends`) to its end, now."""
+        handler = self.endpoint.handler
         try:
-            if endpoint.plan.needs_body or self.app._hooked:
-                result = await watched(self, self._pipeline())
-            else:  # nothing to await before the handler: no pipeline frame to keep
-                result = await watched(self, endpoint.handler(**self._arguments(None)))
-            response = to_response(result)
+            coro = handler(**self._arguments(None))
+            try:
+                coro.send(None)
+            except StopIteration as stop:
+                return to_response(stop.value)
+            coro.close()
+            raise RuntimeError(f"{handler!r} suspended, though its code has no await")
         except HTTPError as error:
-            response = error_response(error)
+            return error_response(error)
+
+    async def _respond(
+        self, response: Response | StreamingResponse | FileResponse | None = None
+    ) -> None:
+        """Run the handler, unless its ``response`` is given, and send that."""
+        if response is None:
+            endpoint = self.endpoint
+            try:
+                if endpoint.plan.needs_body or self.app._hooked:
+                    result = await watched(self, self._pipeline())
+                else:  # nothing to await before the handler: no pipeline frame to keep
+                    result = await watched(self, endpoint.handler(**self._arguments(None)))
+                response = to_response(result)
+            except HTTPError as error:
+                response = error_response(error)
         self._phase = _Phase.SENDING
         if self.outcome is not None:
             return  # the client is gone (cancel_on_disconnect=False): discard
@@ -448,10 +518,6 @@ class HTTPExchange(ExchangeBase):
         if self.app.debug:
             return Response("".join(traceback.format_exception(error)), 500)
         return status_response(500)
-
-    def _finish(self, handler_cancelled: bool) -> None:
-        self._finished = True
-        super()._finish(handler_cancelled)
 
     # ---- sending ----
 
