@@ -6,6 +6,8 @@ listens on 127.0.0.1 (a port the OS chose) and serves until terminated.
 Every app answers the same routes:
 
 * ``GET /plain`` -> ``hello, world``; ``GET /items/{id}`` -> ``{"id": id}``
+* ``GET /wait`` -> ``hello, world`` after one Trio checkpoint: a handler that
+  waits once, so trioweb gives it a scope and a disconnect watcher
 * ``GET /hold?id=K`` holds the request (a long sleep) and, when cancelled,
   records ``time.monotonic()`` under K. ``CLOCK_MONOTONIC`` is one clock for
   every process on the machine, so the client can subtract its own close time.
@@ -104,6 +106,9 @@ def bare_app(holds: Holds, *, nursery_watcher: bool = False) -> ASGI:
         path = scope["path"]
         if path == "/plain":
             await respond(send, b"hello, world", b"text/plain; charset=utf-8")
+        elif path == "/wait":
+            await trio.lowlevel.checkpoint()
+            await respond(send, b"hello, world", b"text/plain; charset=utf-8")
         elif path.startswith("/items/"):
             await respond(send, b'{"id":%d}' % int(path[7:]), b"application/json")
         elif path == "/hold":
@@ -144,6 +149,11 @@ def trioweb_app(holds: Holds) -> ASGI:
     async def plain() -> str:
         return "hello, world"
 
+    @app.get("/wait")
+    async def wait() -> str:
+        await trio.lowlevel.checkpoint()
+        return "hello, world"
+
     @app.get("/items/{item_id:int}")
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
@@ -168,6 +178,10 @@ def starlette_app(holds: Holds) -> ASGI:
     async def plain(request: Request) -> PlainTextResponse:
         return PlainTextResponse("hello, world")
 
+    async def wait(request: Request) -> PlainTextResponse:
+        await trio.lowlevel.checkpoint()
+        return PlainTextResponse("hello, world")
+
     async def item(request: Request) -> JSONResponse:
         return JSONResponse({"id": request.path_params["item_id"]})
 
@@ -181,6 +195,7 @@ def starlette_app(holds: Holds) -> ASGI:
     return Starlette(
         routes=[
             Route("/plain", plain),
+            Route("/wait", wait),
             Route("/items/{item_id:int}", item),
             Route("/hold", hold),
             Route("/stats", stats),
@@ -196,6 +211,11 @@ def quart_trio_app(holds: Holds) -> ASGI:
 
     @app.route("/plain")
     async def plain() -> str:
+        return "hello, world"
+
+    @app.route("/wait")
+    async def wait() -> str:
+        await trio.lowlevel.checkpoint()
         return "hello, world"
 
     @app.route("/items/<int:item_id>")

@@ -5,7 +5,9 @@ Run: ``bash benchmarks/setup.sh && .venv/bin/python benchmarks/wire.py``
 Four parts, each a table (``--parts`` picks some):
 
 1. throughput: wrk (1 thread, 32 connections) against a plain-text and a JSON
-   route; requests/s, latency p50/p99, and the ratio to the bare ASGI callable.
+   route, and a plain-text route whose handler waits once (one checkpoint, so
+   trioweb must give it a scope and a disconnect watcher); requests/s, latency
+   p50/p99, and the ratio to the bare ASGI callable.
    Without wrk, a Python load generator stands in (and the table says so).
 2. latency: clients close their socket while the handler sleeps; the time from
    the client's ``close()`` to the handler's ``trio.Cancelled``, both read on
@@ -178,7 +180,7 @@ def cpu_seconds(pid: int) -> float:
 
 async def throughput(apps: list[str], duration: float, connections: int, rounds: int) -> str:
     load = wrk if shutil.which("wrk") else python_load
-    routes = {"plain text": "/plain", "JSON": "/items/42"}
+    routes = {"plain text": "/plain", "JSON": "/items/42", "plain text, waits once": "/wait"}
     samples: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
     cpus = sorted(os.sched_getaffinity(0))
     async with AsyncExitStack() as stack:

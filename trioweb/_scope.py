@@ -536,9 +536,7 @@ class HTTPExchange(ExchangeBase):
             self._phase = _Phase.SENT
             await self.send(final)
         else:
-            await self.guarded_send(start)
-            self._phase = _Phase.SENT
-            await self.guarded_send(final)
+            await self.guarded_send(start, final)
 
     async def _send_stream(self, response: StreamingResponse) -> None:
         self._start_watcher()  # a stream blocks: its client must be watched
@@ -560,7 +558,6 @@ class HTTPExchange(ExchangeBase):
                     if self.outcome is not None:
                         break
         if self.outcome is None:
-            self._phase = _Phase.SENT
             await self.guarded_send({"type": "http.response.body", "body": b""})
 
     async def _send_file(self, response: FileResponse) -> None:
@@ -588,7 +585,6 @@ class HTTPExchange(ExchangeBase):
                     remaining -= len(chunk)
                     await self._send_chunk(chunk)
         if self.outcome is None:
-            self._phase = _Phase.SENT
             await self.guarded_send({"type": "http.response.body", "body": b""})
 
     async def _send_events(self, stream: EventStream) -> None:
@@ -642,8 +638,10 @@ class HTTPExchange(ExchangeBase):
             }
         )
 
-    async def guarded_send(self, message: dict[str, Any]) -> None:
-        """Send ``message`` so that a disconnect or ``cancel_io()`` can interrupt it.
+    async def guarded_send(self, *messages: dict[str, Any]) -> None:
+        """Send ``messages`` in order so that a disconnect or ``cancel_io()`` can interrupt them.
+
+        Handing over the final body message moves the exchange to ``_Phase.SENT``.
 
         Cancellation:
             Interrupted by a disconnect (silently: there is nobody to send to)
@@ -652,8 +650,12 @@ class HTTPExchange(ExchangeBase):
         if self.outcome is Outcome.DISCONNECTED:
             await trio.lowlevel.checkpoint()
             return
+        # One scope for all of them: entering one costs more than a send.
         with trio.CancelScope() as self._io_scope:
-            await self.send(message)
+            for message in messages:
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    self._phase = _Phase.SENT
+                await self.send(message)
         self._io_scope = None
         await trio.lowlevel.checkpoint_if_cancelled()
         self._raise_if_io_cancelled("response write")
