@@ -11,7 +11,8 @@ Four parts, each a table (``--parts`` picks some):
    Without wrk, a Python load generator stands in (and the table says so).
 2. latency: clients close their socket while the handler sleeps; the time from
    the client's ``close()`` to the handler's ``trio.Cancelled``, both read on
-   ``CLOCK_MONOTONIC`` (one clock for all processes), p50/p99.
+   ``CLOCK_MONOTONIC`` (one clock for all processes), p50/p99; with clients
+   closing one at a time, and in bursts where many close at once.
 3. scale: thousands of held requests on one server: its RSS per held request;
    then every client closes at once: the time until every handler was
    cancelled, and whether the task count is back to its baseline.
@@ -240,36 +241,44 @@ async def throughput(apps: list[str], duration: float, connections: int, rounds:
 # ---- 2. disconnect-to-cancel latency ----
 
 
-async def latency(apps: list[str], count: int, batch: int = 50) -> str:
+async def latency(apps: list[str], count: int, batch: int = 50, spacing: float = 0.002) -> str:
+    """Each app twice: clients closing one at a time, ``spacing`` apart (the latency
+    of one disconnect), and ``batch`` clients closing at once (a burst, where the
+    last waits for the server to get through the others)."""
     lines = [
-        "Disconnect to trio.Cancelled in the handler:",
+        f"Disconnect to trio.Cancelled in the handler ({batch} requests held at a time):",
         "",
-        "| app | disconnects | cancelled | p50 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| app | clients close | disconnects | cancelled | p50 ms | p99 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    modes = {f"one at a time, {spacing * 1e3:g} ms apart": spacing, f"{batch} at once": 0.0}
     for name in apps:
-        async with running(name) as (port, _):
-            closes: dict[str, float] = {}
-            never = False
-            for round_ in range(count // batch):
-                socks = [await open_held(port, f"{round_}-{i}") for i in range(batch)]
-                if await wait_active(port, lambda s, n=batch: s["active"] >= n, WAIT) is None:
-                    raise RuntimeError(f"{name}: the held requests never all arrived")
-                for i, sock in enumerate(socks):
-                    closes[f"{round_}-{i}"] = time.monotonic()
-                    sock.close()
-                if await wait_active(port, lambda s: s["active"] == 0, 2) is None:
-                    never = True  # nothing cancels these handlers
-                    break
-            cancelled = (await get_json(port, "/stats"))["cancelled"]
-        delays = sorted((cancelled[k] - t) * 1e3 for k, t in closes.items() if k in cancelled)
-        if never or not delays:
-            lines.append(f"| {name} | {len(closes)} | {len(delays)} | never cancels | | |")
-            continue
-        lines.append(
-            f"| {name} | {len(closes)} | {len(delays)} | {statistics.median(delays):.2f} "
-            f"| {delays[int(len(delays) * 0.99) - 1]:.2f} | {delays[-1]:.2f} |"
-        )
+        for mode, gap in modes.items():
+            async with running(name) as (port, _):
+                closes: dict[str, float] = {}
+                never = False
+                for round_ in range(count // batch):
+                    socks = [await open_held(port, f"{round_}-{i}") for i in range(batch)]
+                    if await wait_active(port, lambda s, n=batch: s["active"] >= n, WAIT) is None:
+                        raise RuntimeError(f"{name}: the held requests never all arrived")
+                    for i, sock in enumerate(socks):
+                        closes[f"{round_}-{i}"] = time.monotonic()
+                        sock.close()
+                        if gap:
+                            await trio.sleep(gap)
+                    if await wait_active(port, lambda s: s["active"] == 0, 2) is None:
+                        never = True  # nothing cancels these handlers
+                        break
+                cancelled = (await get_json(port, "/stats"))["cancelled"]
+            delays = sorted((cancelled[k] - t) * 1e3 for k, t in closes.items() if k in cancelled)
+            if never or not delays:
+                lines.append(f"| {name} | {mode} | {len(closes)} | 0 | never cancels | | |")
+                break
+            lines.append(
+                f"| {name} | {mode} | {len(closes)} | {len(delays)} "
+                f"| {statistics.median(delays):.2f} | {delays[int(len(delays) * 0.99) - 1]:.2f} "
+                f"| {delays[-1]:.2f} |"
+            )
     return "\n".join(lines)
 
 

@@ -413,7 +413,7 @@ class HTTPExchange(ExchangeBase):
                         if endpoint.needs_nursery:
                             async with trio.open_nursery() as nursery:
                                 self._nursery = nursery
-                                await self._respond()
+                                await self._respond(ready)
                         else:
                             await self._respond(ready)
                     handler_cancelled = cancel_scope.cancelled_caught
