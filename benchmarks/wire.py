@@ -285,59 +285,81 @@ async def latency(apps: list[str], count: int, batch: int = 50, spacing: float =
 # ---- 3. scale ----
 
 
-async def scale(apps: list[str], held: int) -> str:
+async def storm(name: str, held: int) -> tuple[float, float | None, bool, str]:
+    """One server, ``held`` held requests, every client closing at once.
+
+    Returns the RSS KiB per held request, the seconds from the first close to
+    the last cancellation (None if not all within WAIT), whether the task count
+    came back to its baseline, and how it did.
+    """
+    async with running(name) as (port, _):
+        # Warm up first: some system tasks (Trio's run_sync_soon task) start lazily.
+        warm = await open_held(port, "warm-up")
+        await wait_active(port, lambda s: s["active"] == 1, WAIT)
+        warm.close()
+        await wait_active(port, lambda s: s["active"] == 0, WAIT)
+        base = await get_json(port, "/stats")
+        socks: list[trio.socket.SocketType] = []
+
+        async def open_some(start: int, n: int) -> None:
+            for i in range(start, start + n):
+                socks.append(await open_held(port, str(i)))
+
+        with trio.fail_after(WAIT * 2):
+            for start in range(0, held, 500):
+                async with trio.open_nursery() as nursery:
+                    for part in range(start, min(start + 500, held), 50):
+                        nursery.start_soon(open_some, part, min(50, held - part))
+        loaded = await wait_active(port, lambda s: s["active"] >= held, WAIT)
+        if loaded is None:
+            raise RuntimeError(f"{name}: the {held} held requests never all arrived")
+        per_request = (loaded["rss_kib"] - base["rss_kib"]) / held
+        first_close = time.monotonic()
+        for sock in socks:
+            sock.close()
+        done = await wait_active(port, lambda s: s["active"] == 0, WAIT)
+        if done is None:
+            return per_request, None, False, f"handlers still running after {WAIT} s"
+        last_cancel = max(done["cancelled"].values())
+        # A few tasks belong to the /stats polls' own connections; a leak
+        # would leave thousands.
+        baseline = base["tasks"]
+        settled = await wait_active(port, lambda s: s["tasks"] <= baseline + 5, WAIT)
+        left = settled or await get_json(port, "/stats")
+        how = (
+            f"{left['tasks']} vs {baseline}, after {time.monotonic() - first_close:.1f} s"
+            if settled
+            else f"{left['tasks']} tasks vs {baseline} after {WAIT} s"
+        )
+        return per_request, last_cancel - first_close, settled is not None, how
+
+
+async def scale(apps: list[str], held: int, repeats: int) -> str:
     lines = [
-        f"{held:,} held requests on one server process, then every client closes at once:",
+        f"{held:,} held requests on one server process, then every client closes at once "
+        f"(median of {repeats} fresh servers per app, interleaved; range in brackets):",
         "",
         "| app | RSS KiB per held request | all cancelled after s | tasks back to baseline |",
         "|---|---:|---:|---|",
     ]
-    for name in apps:
-        async with running(name) as (port, _):
-            # Warm up first: some system tasks (Trio's run_sync_soon task) start lazily.
-            warm = await open_held(port, "warm-up")
-            await wait_active(port, lambda s: s["active"] == 1, WAIT)
-            warm.close()
-            await wait_active(port, lambda s: s["active"] == 0, WAIT)
-            base = await get_json(port, "/stats")
-            socks: list[trio.socket.SocketType] = []
-
-            async def open_some(
-                start: int, n: int, port: int = port, socks: list[Any] = socks
-            ) -> None:
-                for i in range(start, start + n):
-                    socks.append(await open_held(port, str(i)))
-
-            with trio.fail_after(WAIT * 2):
-                for start in range(0, held, 500):
-                    async with trio.open_nursery() as nursery:
-                        for part in range(start, min(start + 500, held), 50):
-                            nursery.start_soon(open_some, part, min(50, held - part))
-            loaded = await wait_active(port, lambda s: s["active"] >= held, WAIT)
-            if loaded is None:
-                raise RuntimeError(f"{name}: the {held} held requests never all arrived")
-            per_request = (loaded["rss_kib"] - base["rss_kib"]) / held
-            first_close = time.monotonic()
-            for sock in socks:
-                sock.close()
-            done = await wait_active(port, lambda s: s["active"] == 0, WAIT)
-            if done is None:
-                lines.append(f"| {name} | {per_request:.1f} | not within {WAIT} s | no |")
-                continue
-            last_cancel = max(done["cancelled"].values())
-            # A few tasks belong to the /stats polls' own connections; a leak
-            # would leave thousands.
-            baseline = base["tasks"]
-            settled = await wait_active(port, lambda s, n=baseline: s["tasks"] <= n + 5, WAIT)
-            left = settled or await get_json(port, "/stats")
-            tasks = (
-                f"yes ({left['tasks']} vs {baseline}), after {time.monotonic() - first_close:.1f} s"
-                if settled
-                else f"no: {left['tasks']} tasks vs {baseline} after {WAIT} s"
-            )
-            lines.append(
-                f"| {name} | {per_request:.1f} | {last_cancel - first_close:.2f} | {tasks} |"
-            )
+    runs: dict[str, list[tuple[float, float | None, bool, str]]] = {name: [] for name in apps}
+    for _ in range(repeats):
+        for name in apps:
+            runs[name].append(await storm(name, held))
+    for name, results in runs.items():
+        rss = [r[0] for r in results]
+        seconds = [r[1] for r in results if r[1] is not None]
+        cancelled = (
+            f"{statistics.median(seconds):.2f} ({min(seconds):.2f} to {max(seconds):.2f})"
+            if len(seconds) == len(results)
+            else f"not all within {WAIT} s in {len(results) - len(seconds)} of {len(results)}"
+        )
+        back = sum(r[2] for r in results)
+        lines.append(
+            f"| {name} | {statistics.median(rss):.1f} ({min(rss):.1f} to {max(rss):.1f}) "
+            f"| {cancelled} | {'yes' if back == len(results) else 'no'} in {back} of "
+            f"{len(results)} (last: {results[-1][3]}) |"
+        )
     return "\n".join(lines)
 
 
@@ -386,7 +408,9 @@ async def main(args: argparse.Namespace) -> None:
         )
     if "scale" in parts:
         print(
-            await scale(["bare ASGI + nursery watcher", "trioweb", "quart-trio"], args.held),
+            await scale(
+                ["bare ASGI + nursery watcher", "trioweb", "quart-trio"], args.held, args.storms
+            ),
             "\n",
             flush=True,
         )
@@ -402,4 +426,5 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds")
     parser.add_argument("--disconnects", type=int, default=1000)
     parser.add_argument("--held", type=int, default=10_000)
+    parser.add_argument("--storms", type=int, default=3, help="scale runs per app (median)")
     trio.run(main, parser.parse_args())
