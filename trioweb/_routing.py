@@ -237,21 +237,27 @@ class RouteTable(Generic[E]):
 
     def match(self, path: str, method: str) -> RouteMatch[E] | MethodNotAllowed | None:
         """Find the route for ``method`` on ``path``; HEAD falls back to GET."""
-        allowed: set[str] = set()
         by_method = self._static.get(path)
         if by_method is not None:
             route = by_method.get(method) or (by_method.get("GET") if method == "HEAD" else None)
             if route is not None:
                 return RouteMatch(route, {})
-            allowed.update(by_method)
         for pattern, by_method in self._dynamic:
             params = pattern.match(path)
-            if params is None:
-                continue
-            route = by_method.get(method) or (by_method.get("GET") if method == "HEAD" else None)
-            if route is not None:
-                return RouteMatch(route, params)
-            allowed.update(by_method)
+            if params is not None:
+                route = by_method.get(method) or (
+                    by_method.get("GET") if method == "HEAD" else None
+                )
+                if route is not None:
+                    return RouteMatch(route, params)
+        return self._not_allowed(path)
+
+    def _not_allowed(self, path: str) -> MethodNotAllowed | None:
+        # Apart from match() so that a match, the common case, builds no set.
+        allowed = set(self._static.get(path, ()))
+        for pattern, by_method in self._dynamic:
+            if pattern.match(path) is not None:
+                allowed.update(by_method)
         if not allowed:
             return None
         if "GET" in allowed:

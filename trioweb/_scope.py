@@ -420,7 +420,8 @@ class HTTPExchange(ExchangeBase):
                     if handler_cancelled and self.outcome is None:
                         # Nobody else cancels this scope without saying why: its deadline passed.
                         self.outcome = Outcome.TIMED_OUT
-                response = self._response_for_outcome()
+                if self.outcome is not None:
+                    response = self._response_for_outcome()
             except Exception as error:
                 response = self._response_after_error(error)
             except BaseExceptionGroup as group:
