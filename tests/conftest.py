@@ -20,6 +20,17 @@ class Probe:
         self.entered = trio.Event()
         self.done = trio.Event()
 
+    async def hold(self, seconds: float) -> None:
+        """What a slow handler does: say it got here, wait, note a cancellation, say it is done."""
+        self.entered.set()
+        try:
+            await trio.sleep(seconds)
+        except trio.Cancelled:
+            self.record.append("handler cancelled")
+            raise
+        finally:
+            self.done.set()
+
 
 @pytest.fixture
 def probe() -> Probe:

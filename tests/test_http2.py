@@ -92,14 +92,7 @@ def app(probe: Probe) -> App:
     @app.get("/slow")
     async def slow(token: DisconnectToken) -> str:
         token.register(probe.record.append, "callback")
-        probe.entered.set()
-        try:
-            await trio.sleep(WAIT)
-        except trio.Cancelled:
-            probe.record.append("handler cancelled")
-            raise
-        finally:
-            probe.done.set()
+        await probe.hold(WAIT)
         return "too late"
 
     @app.get("/stream")

@@ -119,14 +119,7 @@ def app(probe: Probe) -> App:
         await ws.accept()
         token.register(probe.record.append, "token set")
         nursery.start_soon(child)
-        probe.entered.set()
-        try:
-            await trio.sleep(10)
-        except trio.Cancelled:
-            probe.record.append("handler cancelled")
-            raise
-        finally:
-            probe.done.set()
+        await probe.hold(10)
 
     @app.websocket("/close")
     async def close(ws: WebSocket) -> None:

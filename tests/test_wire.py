@@ -33,14 +33,7 @@ def app(probe: Probe) -> App:
     async def slow(token: DisconnectToken, nursery: trio.Nursery) -> str:
         nursery.start_soon(child)
         token.register(probe.record.append, "callback")
-        probe.entered.set()
-        try:
-            await trio.sleep(HANDLER_WAIT)
-        except trio.Cancelled:
-            probe.record.append("handler cancelled")
-            raise
-        finally:
-            probe.done.set()
+        await probe.hold(HANDLER_WAIT)
         return "too late"
 
     @app.get("/quick")
@@ -64,14 +57,7 @@ def app(probe: Probe) -> App:
         token.register(explode)
         token.register(probe.record.append, "after the raising one")
         token.register(slow_callback)
-        probe.entered.set()
-        try:
-            await trio.sleep(HANDLER_WAIT)
-        except trio.Cancelled:
-            probe.record.append("handler cancelled")
-            raise
-        finally:
-            probe.done.set()
+        await probe.hold(HANDLER_WAIT)
         return "too late"
 
     @app.post("/pay", cancel_on_disconnect=False)
@@ -91,14 +77,7 @@ def app(probe: Probe) -> App:
 
     @app.post("/upload", max_body_size=100 * 1024 * 1024)
     async def upload() -> str:
-        probe.entered.set()
-        try:
-            await trio.sleep(HANDLER_WAIT)  # never reads the body
-        except trio.Cancelled:
-            probe.record.append("handler cancelled")
-            raise
-        finally:
-            probe.done.set()
+        await probe.hold(HANDLER_WAIT)  # never reads the body
         return "too late"
 
     @app.get("/items/{item_id:int}")
