@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import types
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
+import trioweb
 from trioweb import (
     App,
     DisconnectToken,
@@ -494,10 +497,11 @@ async def test_a_cancelled_request_leaves_no_reference_cycle_behind(method: str,
         assert call.handler_cancelled
     gc.set_debug(gc.DEBUG_SAVEALL)
     gc.collect()
+    package = str(Path(trioweb.__file__).parent)
     left = [
         f"{o.f_code.co_name} ({o.f_code.co_filename})"
         for o in gc.garbage
-        if type(o).__name__ == "frame" and "trioweb" in o.f_code.co_filename
+        if isinstance(o, types.FrameType) and o.f_code.co_filename.startswith(package)
     ]
     gc.garbage.clear()
     assert left == []
