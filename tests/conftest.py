@@ -20,6 +20,14 @@ class Probe:
         self.entered = trio.Event()
         self.done = trio.Event()
 
+    async def child(self) -> None:
+        """A task started in the request's nursery: waits until cancelled, and says so."""
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            self.record.append("child cancelled")
+            raise
+
     async def hold(self, seconds: float) -> None:
         """What a slow handler does: say it got here, wait, note a cancellation, say it is done."""
         self.entered.set()

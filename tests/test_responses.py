@@ -29,6 +29,8 @@ from trioweb._response import json_bytes
 from trioweb._sse import encode_comment, encode_event
 from trioweb.testing import TestClient
 
+from .conftest import Probe
+
 
 @pytest.mark.parametrize(
     ("event", "wire"),
@@ -118,18 +120,8 @@ def test_json_bytes(value: object, expected: bytes | type[Exception]) -> None:
     assert json_bytes({"after": "a failure"}) == b'{"after":"a failure"}'
 
 
-class Record:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-
 @pytest.fixture
-def record() -> Record:
-    return Record()
-
-
-@pytest.fixture
-def app(record: Record, tmp_path: Path) -> App:
+def app(probe: Probe, tmp_path: Path) -> App:
     app = App()
     data = tmp_path / "data.txt"
     data.write_bytes(bytes(range(256)) * 4)  # 1024 bytes
@@ -145,7 +137,7 @@ def app(record: Record, tmp_path: Path) -> App:
                     await trio.sleep(10)  # long silences: keep-alives fill them
                 yield "done"
             finally:
-                record.events.append("events closed")
+                probe.record.append("events closed")
 
         return EventStream(produce(), keepalive=4)
 
@@ -157,7 +149,7 @@ def app(record: Record, tmp_path: Path) -> App:
                     yield f"{i}\n"
                     await trio.sleep(1)
             finally:
-                record.events.append("stream closed")
+                probe.record.append("stream closed")
 
         return StreamingResponse(produce(), media_type="text/plain")
 
@@ -212,7 +204,7 @@ async def test_event_stream_with_keepalive_and_last_event_id(
 )
 async def test_disconnect_cancels_and_closes_the_generator(
     app: App,
-    record: Record,
+    probe: Probe,
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
     path: str,
@@ -223,7 +215,7 @@ async def test_disconnect_cancels_and_closes_the_generator(
         assert await call.next_chunk()
         await trio.sleep(2.5)
         await call.disconnect()
-    assert record.events == [closed]
+    assert probe.record == [closed]
     assert call.outcome == "disconnected"
     lines = [r for r in caplog.records if r.name == "trioweb"]
     assert [r.levelno for r in lines] == [logging.INFO]
@@ -299,7 +291,7 @@ class HeaderMiddleware:
 
 
 async def test_middleware_wrapped_app_still_cancels_on_disconnect(
-    app: App, record: Record, autojump_clock: trio.testing.MockClock
+    app: App, probe: Probe, autojump_clock: trio.testing.MockClock
 ) -> None:
     app.add_middleware(HeaderMiddleware, header="outer")
     cancelled: list[bool] = []

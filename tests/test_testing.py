@@ -12,45 +12,36 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from trioweb import App, DisconnectToken, Request, Server, StreamingResponse, WebSocket
 from trioweb.testing import AppDidNotRespond, StreamCall, TestClient
 
+from .conftest import Probe
 from .wire import fetch
 
 
-class Record:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-
 @pytest.fixture
-def record() -> Record:
-    return Record()
-
-
-@pytest.fixture
-def app(record: Record) -> App:
+def app(probe: Probe) -> App:
     app = App()
 
     @app.on_startup
     async def startup() -> None:
-        record.events.append("startup")
+        probe.record.append("startup")
 
     @app.on_shutdown
     async def shutdown() -> None:
-        record.events.append("shutdown")
+        probe.record.append("shutdown")
 
     async def child() -> None:
         try:
             await trio.sleep(60)  # outlives nothing: the request ends when it does
         finally:
-            record.events.append("child ended")
+            probe.record.append("child ended")
 
     @app.get("/wait")
     async def wait(token: DisconnectToken, nursery: trio.Nursery) -> str:
-        token.register(record.events.append, "callback")
+        token.register(probe.record.append, "callback")
         nursery.start_soon(child)
         try:
             await trio.sleep(60)
         except trio.Cancelled:
-            record.events.append("handler cancelled")
+            probe.record.append("handler cancelled")
             raise
         return "waited a minute"
 
@@ -59,7 +50,7 @@ def app(record: Record) -> App:
         try:
             body = await request.body()
         except trio.Cancelled:
-            record.events.append("upload cancelled")
+            probe.record.append("upload cancelled")
             raise
         return f"{len(body)} bytes"
 
@@ -71,7 +62,7 @@ def app(record: Record) -> App:
                     yield b"%d\n" % i
                     await trio.sleep(0.01)
             finally:
-                record.events.append("generator closed")
+                probe.record.append("generator closed")
 
         return StreamingResponse(produce(), media_type="text/plain")
 
@@ -82,20 +73,20 @@ def app(record: Record) -> App:
             async for message in ws:
                 await ws.send(message)
         finally:
-            record.events.append("echo ended")
+            probe.record.append("echo ended")
 
     return app
 
 
-async def test_lifespan_startup_ran(client: TestClient, record: Record) -> None:
-    assert record.events == ["startup"]
+async def test_lifespan_startup_ran(client: TestClient, probe: Probe) -> None:
+    assert probe.record == ["startup"]
     assert client.lifespan_supported
 
 
-async def test_lifespan_shutdown_runs_on_exit(app: App, record: Record) -> None:
+async def test_lifespan_shutdown_runs_on_exit(app: App, probe: Probe) -> None:
     async with TestClient(app):
-        assert record.events == ["startup"]
-    assert record.events == ["startup", "shutdown"]
+        assert probe.record == ["startup"]
+    assert probe.record == ["startup", "shutdown"]
 
 
 async def test_sixty_second_handler_finishes_instantly(
@@ -108,17 +99,17 @@ async def test_sixty_second_handler_finishes_instantly(
 
 
 async def test_disconnect_before_response_start(
-    client: TestClient, record: Record, autojump_clock: trio.testing.MockClock
+    client: TestClient, probe: Probe, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with client.stream("GET", "/wait") as call:
         await trio.sleep(0.7)
         await call.disconnect()
     assert call.handler_cancelled
     assert call.status_code is None
-    assert sorted(record.events) == ["callback", "child ended", "handler cancelled", "startup"]
+    assert sorted(probe.record) == ["callback", "child ended", "handler cancelled", "startup"]
 
 
-async def test_disconnect_mid_upload(client: TestClient, record: Record) -> None:
+async def test_disconnect_mid_upload(client: TestClient, probe: Probe) -> None:
     async with client.stream(
         "POST", "/upload", headers={"content-length": "1000000"}, upload=True
     ) as call:
@@ -126,11 +117,11 @@ async def test_disconnect_mid_upload(client: TestClient, record: Record) -> None
         await trio.testing.wait_all_tasks_blocked()
         await call.disconnect()
     assert call.handler_cancelled
-    assert "upload cancelled" in record.events
+    assert "upload cancelled" in probe.record
 
 
 async def test_disconnect_mid_stream_of_50_chunks(
-    client: TestClient, record: Record, autojump_clock: trio.testing.MockClock
+    client: TestClient, probe: Probe, autojump_clock: trio.testing.MockClock
 ) -> None:
     received = []
     async with client.stream("GET", "/chunks/50") as call:
@@ -141,25 +132,25 @@ async def test_disconnect_mid_stream_of_50_chunks(
         await call.disconnect()
     assert received == [b"%d\n" % i for i in range(20)]
     assert call.outcome == "disconnected"
-    assert "generator closed" in record.events  # its finally ran
+    assert "generator closed" in probe.record  # its finally ran
 
 
 async def test_stream_of_1000_chunks_read_fully(
-    client: TestClient, record: Record, autojump_clock: trio.testing.MockClock
+    client: TestClient, probe: Probe, autojump_clock: trio.testing.MockClock
 ) -> None:
     response = await client.get("/chunks/1000")
     assert response.content == b"".join(b"%d\n" % i for i in range(1000))
-    assert "generator closed" in record.events
+    assert "generator closed" in probe.record
 
 
-async def test_websocket_echo_and_disconnect(client: TestClient, record: Record) -> None:
+async def test_websocket_echo_and_disconnect(client: TestClient, probe: Probe) -> None:
     async with client.websocket("/echo") as ws:
         await ws.send_text("hello")
         assert await ws.receive_text() == "hello"
         await ws.send_bytes(b"\x00\x01")
         assert await ws.receive_bytes() == b"\x00\x01"
         await ws.disconnect()
-    assert "echo ended" in record.events
+    assert "echo ended" in probe.record
 
 
 async def test_every_wait_is_bounded_with_a_clear_message(
@@ -181,13 +172,13 @@ async def test_over_the_wire(live_server: Server) -> None:
     assert live_server.url == f"http://127.0.0.1:{live_server.port}"
 
 
-async def test_websocket_over_the_wire(live_server: Server, record: Record) -> None:
+async def test_websocket_over_the_wire(live_server: Server, probe: Probe) -> None:
     async with open_websocket_url(f"ws://127.0.0.1:{live_server.port}/echo") as ws:
         await ws.send_message("over the wire")
         assert await ws.get_message() == "over the wire"
     # The close handshake is done; what is left on the server is scheduling.
     with trio.fail_after(5):
         await trio.testing.wait_all_tasks_blocked()
-    assert "echo ended" in record.events
+    assert "echo ended" in probe.record
     with pytest.raises(ConnectionClosed):
         await ws.send_message("closed")

@@ -107,18 +107,11 @@ def app(probe: Probe) -> App:
         probe.record.append("loop ended")
         probe.done.set()
 
-    async def child() -> None:
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            probe.record.append("child cancelled")
-            raise
-
     @app.websocket("/busy")
     async def busy(ws: WebSocket, token: DisconnectToken, nursery: trio.Nursery) -> None:
         await ws.accept()
         token.register(probe.record.append, "token set")
-        nursery.start_soon(child)
+        nursery.start_soon(probe.child)
         await probe.hold(10)
 
     @app.websocket("/close")

@@ -22,16 +22,9 @@ HANDLER_WAIT = 10  # bound, in seconds, of every wait on the server's side
 def app(probe: Probe) -> App:
     app = App(callback_budget=0.005)
 
-    async def child() -> None:
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            probe.record.append("child cancelled")
-            raise
-
     @app.get("/slow")
     async def slow(token: DisconnectToken, nursery: trio.Nursery) -> str:
-        nursery.start_soon(child)
+        nursery.start_soon(probe.child)
         token.register(probe.record.append, "callback")
         await probe.hold(HANDLER_WAIT)
         return "too late"
