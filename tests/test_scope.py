@@ -25,7 +25,7 @@ from trioweb import (
     Response,
     StreamingResponse,
 )
-from trioweb._scope import never_suspends
+from trioweb._endpoint import never_suspends
 from trioweb.testing import TestClient
 
 

@@ -22,7 +22,7 @@ from trioweb import (
     WebSocketDisposedError,
     WebSocketStateError,
 )
-from trioweb._websocket import Op, WebSocketState, transition
+from trioweb._websocket_state import Op, WebSocketState, transition
 from trioweb.testing import TestClient, WebSocketRejected
 
 from .conftest import Probe

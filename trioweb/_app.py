@@ -10,13 +10,15 @@ from typing import Any, TypeVar, final
 import attrs
 import trio
 
-from ._binding import BindingPlan, Source, annotations_of, implicit_converters, make_plan
+from ._binding import Source, annotations_of, implicit_converters, make_plan
+from ._endpoint import Endpoint, ErrorHandler, Hooks
 from ._errors import HTTPError, RouteDefinitionError
+from ._exchange import Receive, Send
 from ._request import Request
 from ._response import Response, status_response
 from ._router import Declaration, RouteDecorators, Router
 from ._routing import MethodNotAllowed, Route, RouteTable, compile_path
-from ._scope import HTTPExchange, Receive, Send, never_suspends
+from ._scope import HTTPExchange
 from ._token import DisconnectToken
 from ._views import view_endpoints
 from ._websocket import WebSocket, WebSocketExchange
@@ -26,36 +28,6 @@ logger = logging.getLogger("trioweb")
 H = TypeVar("H", bound=Callable[..., Any])
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[object]]
-
-
-@attrs.frozen
-class Endpoint:
-    """A handler with everything decided about it at decoration time."""
-
-    handler: Callable[..., Any]
-    plan: BindingPlan
-    cancel_on_disconnect: bool
-    timeout: float | None
-    max_body_size: int
-    websocket: bool = False
-    # Decided here, not per request: the hot path only reads them.
-    needs_nursery: bool = attrs.field(init=False)
-    # False for a handler that cannot be cancelled: its code cannot suspend,
-    # nothing is awaited before it, and no deadline or nursery applies.
-    needs_scope: bool = attrs.field(init=False)
-
-    @needs_nursery.default
-    def _needs_nursery(self) -> bool:
-        return Source.NURSERY in self.plan.sources
-
-    @needs_scope.default
-    def _needs_scope(self) -> bool:
-        return (
-            self.needs_nursery
-            or self.plan.needs_body
-            or self.timeout is not None
-            or not never_suspends(self.handler)
-        )
 
 
 @final
@@ -70,6 +42,12 @@ class App(RouteDecorators):
             one is answered 413. Routes may override it.
         shutdown_grace: Seconds that shutdown waits for tasks in
             :attr:`nursery` before cancelling them.
+        websocket_max_message_size: Default limit, in bytes, of a message
+            from a WebSocket client; a larger one closes the conversation with
+            1009. Routes may override it.
+        websocket_buffer_size: Bytes of received WebSocket messages held for a
+            handler that has not read them yet; past it, reading stops until
+            the handler catches up (backpressure to the client).
         lifespan: ``lifespan(app)`` returns an async context manager entered
             at startup (before the startup hooks) and left at shutdown (after
             the shutdown hooks).
@@ -82,12 +60,20 @@ class App(RouteDecorators):
         callback_budget: float = 0.001,
         max_body_size: int = 1024 * 1024,
         shutdown_grace: float = 5.0,
+        websocket_max_message_size: int = 1024 * 1024,
+        websocket_buffer_size: int = 4 * 1024 * 1024,
         lifespan: Lifespan | None = None,
     ) -> None:
         if callback_budget <= 0:
             raise ValueError("callback_budget must be a positive number of seconds")
         if max_body_size < 0:
             raise ValueError("max_body_size must be >= 0")
+        if websocket_max_message_size < 0 or websocket_buffer_size <= 0:
+            raise ValueError(
+                "websocket_max_message_size must be >= 0 and websocket_buffer_size > 0"
+            )
+        self.websocket_max_message_size = websocket_max_message_size
+        self.websocket_buffer_size = websocket_buffer_size
         self.debug = debug
         self.callback_budget = callback_budget
         self.max_body_size = max_body_size
@@ -97,11 +83,8 @@ class App(RouteDecorators):
         self._lifespan_context = lifespan
         self._on_startup: list[Callable[[], Awaitable[object]]] = []
         self._on_shutdown: list[Callable[[], Awaitable[object]]] = []
-        self._before_request: list[Callable[[Request], Awaitable[object]]] = []
-        self._after_request: list[Callable[[Request, Any], Awaitable[object]]] = []
-        self._error_handlers: dict[type[BaseException] | int, Callable[..., Awaitable[object]]] = {}
-        # Whether any hook or error handler exists: requests without one skip them all.
-        self._hooked = False
+        # One frozen value, handed to every exchange; replaced when a hook is added.
+        self._hooks = Hooks()
         self._nursery: trio.Nursery | None = None
         self._middleware: ASGIApp | None = None
 
@@ -110,7 +93,9 @@ class App(RouteDecorators):
     def _declare(self, declaration: Declaration) -> None:
         options = dict(declaration.options)
         if options["max_body_size"] is None:
-            options["max_body_size"] = self.max_body_size
+            options["max_body_size"] = (
+                self.websocket_max_message_size if declaration.websocket else self.max_body_size
+            )
         handler, path = declaration.handler, declaration.path
         annotations = annotations_of(handler)
         pattern = compile_path(path, implicit_converters(annotations))
@@ -152,15 +137,27 @@ class App(RouteDecorators):
         A hook that returns something other than None answers the request
         with it, and the handler does not run.
         """
-        self._before_request.append(hook)
-        self._hooked = True
+        self._hooks = attrs.evolve(self._hooks, before_request=(*self._hooks.before_request, hook))
+        return hook
+
+    def before_websocket(self, hook: H) -> H:
+        """Run ``await hook(websocket)`` before each WebSocket handler, before the handshake.
+
+        ``before_request`` hooks take a :class:`~trioweb.Request` and run for
+        HTTP requests only; a WebSocket has no request body or response, so it
+        gets hooks of its own. A hook that returns something other than None
+        refuses the handshake with it as an HTTP response (a
+        :class:`~trioweb.Response`, or anything a handler may return), and the
+        handler does not run.
+        """
+        hooks = self._hooks
+        self._hooks = attrs.evolve(hooks, before_websocket=(*hooks.before_websocket, hook))
         return hook
 
     def after_request(self, hook: H) -> H:
         """Run ``await hook(request, response)`` after each handler; it may return
         a replacement response (None keeps the one it was given)."""
-        self._after_request.append(hook)
-        self._hooked = True
+        self._hooks = attrs.evolve(self._hooks, after_request=(*self._hooks.after_request, hook))
         return hook
 
     def errorhandler(self, key: type[BaseException] | int) -> Callable[[H], H]:
@@ -173,19 +170,14 @@ class App(RouteDecorators):
             raise TypeError(f"errorhandler() takes an exception type or a status, not {key!r}")
 
         def decorate(handler: H) -> H:
-            self._error_handlers[key] = handler
-            self._hooked = True
+            handlers: dict[type[BaseException] | int, ErrorHandler] = {
+                **self._hooks.error_handlers,
+                key: handler,
+            }
+            self._hooks = attrs.evolve(self._hooks, error_handlers=handlers)
             return handler
 
         return decorate
-
-    def _error_handler_for(self, error: BaseException) -> Callable[..., Awaitable[object]] | None:
-        if isinstance(error, HTTPError) and error.status in self._error_handlers:
-            return self._error_handlers[error.status]
-        for kind in type(error).__mro__:
-            if kind in self._error_handlers:
-                return self._error_handlers[kind]
-        return None
 
     def url_for(self, name: str, **params: object) -> str:
         """The path of the route called ``name``, with ``params`` filled in.
@@ -291,21 +283,29 @@ class App(RouteDecorators):
         kind = scope["type"]
         if kind == "http":
             found = self._routes.match(scope["path"], scope["method"])
+            hooks = self._hooks
             if found is None:
+                if hooks.hooked:  # errorhandler(404) and after_request see it too
+                    return HTTPExchange(self, hooks, _NOT_FOUND, {}, scope, receive, send).run()
                 return _send_plain(send, status_response(404))
             if isinstance(found, MethodNotAllowed):
-                return _send_plain(
-                    send, status_response(405, headers={"allow": found.allow_header})
-                )
-            return HTTPExchange(
-                self, found.route.endpoint, found.params, scope, receive, send
-            ).run()
+                allow = found.allow_header
+                if hooks.hooked:
+                    params: dict[str, object] = {"allow": allow}
+                    return HTTPExchange(
+                        self, hooks, _NOT_ALLOWED, params, scope, receive, send
+                    ).run()
+                return _send_plain(send, status_response(405, headers={"allow": allow}))
+            endpoint = found.route.endpoint
+            return HTTPExchange(self, hooks, endpoint, found.params, scope, receive, send).run()
         if kind == "websocket":
             found = self._websocket_routes.match(scope["path"], "GET")
             if found is None or isinstance(found, MethodNotAllowed):
                 return _reject_websocket(send, scope)
             endpoint = found.route.endpoint
-            return WebSocketExchange(self, endpoint, found.params, scope, receive, send).run()
+            return WebSocketExchange(
+                self, self._hooks, endpoint, found.params, scope, receive, send
+            ).run()
         if kind == "lifespan":
             return self._lifespan(receive, send)
         raise ValueError(f"trioweb cannot serve ASGI scope type {kind!r}")
@@ -330,6 +330,24 @@ _INJECTABLE = {
 _HTTP_SOURCES = frozenset(Source) - {Source.WEBSOCKET}
 # A WebSocket handshake has no body; everything else binds as for HTTP.
 _WEBSOCKET_SOURCES = frozenset(Source) - {Source.REQUEST, Source.JSON, Source.RAW, Source.FORM}
+
+
+async def _not_found() -> None:
+    raise HTTPError(404)
+
+
+async def _method_not_allowed(allow: str) -> None:
+    raise HTTPError(405, headers={"allow": allow})
+
+
+def _routing_endpoint(handler: Callable[..., Awaitable[None]]) -> Endpoint:
+    # What a request no route matched runs, when the app has hooks to run.
+    plan = make_plan(handler, path_params={"allow": "str"}, injectable={}, allowed=_HTTP_SOURCES)
+    return Endpoint(handler, plan, cancel_on_disconnect=True, timeout=None, max_body_size=0)
+
+
+_NOT_FOUND = _routing_endpoint(_not_found)
+_NOT_ALLOWED = _routing_endpoint(_method_not_allowed)
 
 
 async def _send_plain(send: Send, response: Response) -> None:

@@ -101,18 +101,31 @@ class RouteDecorators:
         return self.route(path, methods=("DELETE",), **options)
 
     def websocket(
-        self, path: str, *, name: str | None = None, cancel_on_disconnect: bool = True
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        cancel_on_disconnect: bool = True,
+        max_message_size: int | None = None,
     ) -> Callable[[H], H]:
         """Route WebSocket connections on ``path`` to the decorated handler.
 
         The handler gets a :class:`~trioweb.WebSocket` by annotation and runs in
         the same structured scope as an HTTP handler: a client that goes away
         sets its token and cancels it.
+
+        Args:
+            max_message_size: Bytes a message from the client may have; a larger
+                one closes the conversation with 1009 (default: the app's
+                ``websocket_max_message_size``).
         """
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError("max_message_size must be >= 0")
         options = {
             "cancel_on_disconnect": cancel_on_disconnect,
             "timeout": None,
-            "max_body_size": 0,
+            # An Endpoint's body limit is a WebSocket route's message limit.
+            "max_body_size": max_message_size,
         }
 
         def decorate(handler: H) -> H:

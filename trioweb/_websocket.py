@@ -1,17 +1,22 @@
-"""WebSockets: a pure close state machine, the WebSocket object, and its exchange.
+"""WebSockets: the WebSocket object and its exchange.
 
-Everything that changes a WebSocket's state goes through :func:`transition`,
-a pure table of (state, operation) -> new state or error; the table is tested
-row by row. The I/O parts only ever ask it first.
+The close state machine is the pure table of ``_websocket_state``; the I/O
+here only ever asks it first.
 
 Theory of operation
 -------------------
-Each connection has a reader task that drains ``receive()`` into a bounded
-channel (so a client that leaves is noticed even while the handler is busy
-elsewhere) and a request scope around the handler, as for HTTP. When the
-client goes away (``websocket.disconnect`` before the server started a close):
+Each connection has a reader task that drains ``receive()`` into the
+WebSocket's inbox (so a client that leaves is noticed even while the handler
+is busy elsewhere) and a request scope around the handler, as for HTTP. The
+inbox is bounded in bytes, not messages: a message larger than the route's
+``max_message_size`` closes the conversation with 1009, and once the inbox
+holds ``buffer_size`` bytes the reader stops reading until the handler catches
+up, which is backpressure all the way to the client's TCP window.
 
-1. the reader closes the channel: a handler parked in ``receive()`` or
+When the client goes away (``websocket.disconnect`` before the server started a
+close):
+
+1. the reader closes the inbox: a handler parked in ``receive()`` or
    ``async for`` is woken with the end of the stream (``WebSocketClosed``; the
    loop ends), and messages already queued are still delivered first;
 2. the token is set and its callbacks run;
@@ -20,16 +25,17 @@ client goes away (``websocket.disconnect`` before the server started a close):
 
 Hypercorn reports 1006 for every close the client starts, clean or not
 (hypercorn issue 127), so a client's close frame and a dropped TCP connection
-cannot be told apart and both count as the client going away. A disconnect that
-answers a close the server started (``close()``/``close_output()``) is the
-expected acknowledgement, not an abort.
+cannot be told apart and both count as the client going away; a session that
+ends that way without being cancelled is the normal end of a WebSocket, logged
+at DEBUG. A disconnect that answers a close the server started
+(``close()``/``close_output()``) is the expected acknowledgement, not an abort.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import json
+import logging
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -38,105 +44,79 @@ from typing import Any, final
 import trio
 
 from ._datastructures import Headers, QueryParams
-from ._errors import (
-    HTTPError,
-    WebSocketAbortedError,
-    WebSocketClosed,
-    WebSocketDisposedError,
-    WebSocketStateError,
-)
-from ._response import error_response
-from ._scope import ExchangeBase
+from ._endpoint import Endpoint, Hooks
+from ._errors import HTTPError, WebSocketClosed
+from ._exchange import Exchange, Receive, Send
+from ._http_state import Effect
+from ._outcome import Outcome
+from ._pipeline import request_data
+from ._response import error_response, to_response
 from ._util import NoPublicConstructor
+from ._websocket_state import Op, WebSocketState, transition
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-# Messages the reader may queue before it stops reading (and so stops noticing
-# a disconnect) until the handler catches up; hypercorn's own queue holds 10.
-INCOMING_BUFFER = 64
+logger = logging.getLogger("trioweb")
+
+__all__ = ["Op", "WebSocket", "WebSocketExchange", "WebSocketState", "transition"]
 
 
-@final
-class WebSocketState(enum.Enum):
-    """Where a WebSocket conversation stands."""
-
-    CONNECTING = "connecting"  # handshake not answered yet
-    CONNECTED = "connected"
-    CLOSE_SENT = "close sent"  # the server sent its close and awaits the client's
-    CLOSED = "closed"  # closed both ways, or the client went away
-    REJECTED = "rejected"  # the handshake was refused
-    ABORTED = "aborted"
-    DISPOSED = "disposed"  # the handler returned
+def _size(message: str | bytes) -> int:
+    # What a message holds in memory; O(1) for str, unlike encoding it.
+    return sys.getsizeof(message) if isinstance(message, str) else len(message)
 
 
-class Op(enum.Enum):
-    """What can happen to a WebSocket."""
+class _Inbox:
+    """Messages from the client, bounded in bytes; the reader waits while it is full."""
 
-    ACCEPT = "accept"
-    REJECT = "reject"
-    SEND = "send"
-    RECEIVE = "receive"
-    CLOSE = "close"
-    PEER_GONE = "peer gone"
-    ABORT = "abort"
-    DISPOSE = "dispose"
+    __slots__ = ("_budget", "_has_room", "_incoming", "_outgoing", "buffered")
 
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._outgoing, self._incoming = trio.open_memory_channel[str | bytes](math.inf)
+        self._has_room: trio.Event | None = None
+        self.buffered = 0
 
-_S, _O = WebSocketState, Op
-_TABLE: Mapping[tuple[WebSocketState, Op], WebSocketState] = {
-    (_S.CONNECTING, _O.ACCEPT): _S.CONNECTED,
-    (_S.CONNECTING, _O.REJECT): _S.REJECTED,
-    (_S.CONNECTING, _O.CLOSE): _S.REJECTED,
-    (_S.CONNECTING, _O.PEER_GONE): _S.CLOSED,
-    (_S.CONNECTED, _O.SEND): _S.CONNECTED,
-    (_S.CONNECTED, _O.RECEIVE): _S.CONNECTED,
-    (_S.CONNECTED, _O.CLOSE): _S.CLOSE_SENT,
-    (_S.CONNECTED, _O.PEER_GONE): _S.CLOSED,
-    (_S.CLOSE_SENT, _O.RECEIVE): _S.CLOSE_SENT,
-    (_S.CLOSE_SENT, _O.CLOSE): _S.CLOSE_SENT,
-    (_S.CLOSE_SENT, _O.PEER_GONE): _S.CLOSED,
-    (_S.CLOSED, _O.RECEIVE): _S.CLOSED,
-    (_S.CLOSED, _O.CLOSE): _S.CLOSED,
-    (_S.CLOSED, _O.PEER_GONE): _S.CLOSED,
-    (_S.REJECTED, _O.PEER_GONE): _S.REJECTED,
-}
-_WHY: Mapping[tuple[WebSocketState, Op], str] = {
-    (_S.CONNECTING, _O.SEND): "call accept() before sending",
-    (_S.CONNECTING, _O.RECEIVE): "call accept() before receiving",
-    (_S.CONNECTED, _O.ACCEPT): "accept() was already called",
-    (_S.CONNECTED, _O.REJECT): "the handshake was already accepted; use close() instead",
-    (_S.CLOSE_SENT, _O.SEND): "cannot send after close() or close_output()",
-    (_S.CLOSED, _O.SEND): "cannot send: the WebSocket is closed",
-}
+    async def put(self, message: str | bytes) -> None:
+        """Queue ``message``, waiting while the inbox is full (one message always fits).
 
+        Cancellation:
+            A checkpoint; the wait ends with the reader's scope.
+        """
+        size = _size(message)
+        while self.buffered and self.buffered + size > self._budget:
+            self._has_room = trio.Event()
+            await self._has_room.wait()
+        await trio.lowlevel.checkpoint()
+        self.buffered += size
+        try:
+            self._outgoing.send_nowait(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.buffered -= size  # close() stopped the handler's reading: dropped
 
-def transition(state: WebSocketState, op: Op) -> WebSocketState:
-    """The state after ``op``, or the error that ``op`` is in ``state``.
+    async def get(self) -> str | bytes:
+        """The next message.
 
-    Raises:
-        WebSocketDisposedError: Any use after the handler returned.
-        WebSocketAbortedError: Any use after an abort.
-        WebSocketStateError: ``op`` does not fit ``state``.
-    """
-    if op is Op.DISPOSE:
-        return _S.DISPOSED
-    if state is _S.DISPOSED:
-        raise WebSocketDisposedError(
-            f"cannot {op.value}: the WebSocket's handler has returned and the socket is "
-            "disposed; do not keep a WebSocket beyond its handler"
-        )
-    if op is Op.ABORT:
-        return _S.ABORTED
-    if state is _S.ABORTED:
-        if op is Op.PEER_GONE:
-            return state
-        raise WebSocketAbortedError(f"cannot {op.value}: the WebSocket was aborted")
-    try:
-        return _TABLE[state, op]
-    except KeyError:
-        why = _WHY.get((state, op), f"not allowed while the WebSocket is {state.value}")
-        raise WebSocketStateError(f"cannot {op.value}: {why}") from None
+        Raises:
+            trio.EndOfChannel: No more will come.
+        """
+        try:
+            message = await self._incoming.receive()
+        except trio.ClosedResourceError:
+            raise trio.EndOfChannel from None
+        self.buffered -= _size(message)
+        if self._has_room is not None:
+            self._has_room.set()
+        return message
+
+    def end(self) -> None:
+        """No more messages will come (those queued are still delivered)."""
+        self._outgoing.close()
+
+    def stop_reading(self) -> None:
+        """The handler reads no more: later messages are dropped."""
+        self._incoming.close()
 
 
 @final
@@ -151,7 +131,7 @@ class WebSocket(metaclass=NoPublicConstructor):
     def __init__(self, exchange: WebSocketExchange) -> None:
         self._exchange = exchange
         self._state = WebSocketState.CONNECTING
-        self._incoming_send, self._incoming = trio.open_memory_channel[str | bytes](INCOMING_BUFFER)
+        self._inbox = _Inbox(exchange.buffer_size)
         self._peer_gone = trio.Event()
         self._send_lock = trio.Lock()
         self.close_code: int | None = None
@@ -243,8 +223,8 @@ class WebSocket(metaclass=NoPublicConstructor):
         """
         self._state = transition(self._state, Op.RECEIVE)
         try:
-            return await self._incoming.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return await self._inbox.get()
+        except trio.EndOfChannel:
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
 
     async def receive_text(self) -> str:
@@ -339,7 +319,7 @@ class WebSocket(metaclass=NoPublicConstructor):
             return
         with trio.move_on_after(timeout):
             await self._peer_gone.wait()
-        self._incoming.close()
+        self._inbox.stop_reading()
         if self._state is not WebSocketState.CLOSED:
             self._state = WebSocketState.CLOSED
             self.close_code = self.close_code or 1006
@@ -386,22 +366,39 @@ class WebSocket(metaclass=NoPublicConstructor):
         self._state = transition(self._state, Op.PEER_GONE)
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
-        self._incoming_send.close()
+        self._inbox.end()
         self._peer_gone.set()
         return was is WebSocketState.CONNECTING or was is WebSocketState.CONNECTED
 
     def _dispose(self) -> None:
         self._state = transition(self._state, Op.DISPOSE)
-        self._incoming_send.close()
+        self._inbox.end()
 
     def __repr__(self) -> str:
         return f"<WebSocket {self._exchange.scope.get('path')} {self._state.value}>"
 
 
-class WebSocketExchange(ExchangeBase):
+class WebSocketExchange(Exchange):
     """The scope of one WebSocket connection."""
 
-    __slots__ = ("_reader_scope",)
+    __slots__ = ("_outcome", "_peer_gone", "_reader_scope", "buffer_size", "websocket")
+
+    def __init__(
+        self,
+        app: object,
+        hooks: Hooks,
+        endpoint: Endpoint,
+        params: dict[str, object],
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        super().__init__(app, hooks, endpoint, params, scope, receive, send)
+        self.buffer_size: int = getattr(app, "websocket_buffer_size", 4 * 1024 * 1024)
+        self._outcome: Outcome | None = None
+        self._peer_gone = False
+        self._reader_scope = trio.CancelScope()
+        self.websocket = WebSocket._create(self)
 
     async def run(self) -> None:
         """Run the handler with a reader alongside.
@@ -411,11 +408,10 @@ class WebSocketExchange(ExchangeBase):
             route opts out); a cancellation from outside propagates unchanged.
         """
         self.started_at = time.perf_counter()
-        websocket = self.websocket = WebSocket._create(self)
+        websocket = self.websocket
         handler_cancelled = False
         try:
             async with trio.open_nursery() as reader_nursery:
-                self._reader_scope = trio.CancelScope()
                 reader_nursery.start_soon(self._read)
                 try:
                     handler_cancelled = await self._run_handler(websocket)
@@ -423,39 +419,44 @@ class WebSocketExchange(ExchangeBase):
                     self._reader_scope.cancel()
         finally:
             websocket._dispose()
-            self._finish(handler_cancelled)
+            self.finish(self._outcome, handler_cancelled, quiet=not handler_cancelled)
+
+    async def _refuse(self, response: Any) -> None:
+        response = to_response(response)
+        headers = {"content-type": response.media_type or "text/plain"}
+        await self.websocket.reject(response.status, response.body, headers)
 
     async def _run_handler(self, websocket: WebSocket) -> bool:
         failed = False
         try:
+            for before in self.hooks.before_websocket:
+                refusal = await before(websocket)
+                if refusal is not None:
+                    await self._refuse(refusal)
+                    return False
             # Checked before the handshake; injected objects are bound in the scope.
-            data = self._data(None) if self.endpoint.plan.data_binders else {}
+            data = request_data(self, None) if self.endpoint.plan.data_binders else {}
         except HTTPError as error:
             # Query, header or cookie values that do not fit: refuse the handshake.
-            response = error_response(error)
-            await websocket.reject(
-                response.status,
-                response.body,
-                {"content-type": response.media_type or "text/plain"},
-            )
+            await self._refuse(error_response(error))
             return False
         try:
             with trio.CancelScope() as cancel_scope:
                 self.cancel_scope = cancel_scope
                 if self.endpoint.needs_nursery:
                     async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        await self.endpoint.handler(**self._bind(), **data)
+                        self.nursery = nursery
+                        await self.endpoint.handler(**self.endpoint.injected(self), **data)
                 else:
-                    await self.endpoint.handler(**self._bind(), **data)
+                    await self.endpoint.handler(**self.endpoint.injected(self), **data)
         except Exception as error:
             failed = True
-            self._log_failure(error)
+            self._fail(error)
         except BaseExceptionGroup as group:
             failures, others = group.split(Exception)
             if failures is not None:
                 failed = True
-                self._log_failure(failures)
+                self._fail(failures)
             if others is not None:
                 raise others from None
         state = websocket.state
@@ -466,10 +467,14 @@ class WebSocketExchange(ExchangeBase):
             await self.send({"type": "websocket.close", "code": 1011 if failed else 1000})
         return cancel_scope.cancelled_caught
 
+    def _fail(self, error: BaseException) -> None:
+        self._outcome = Outcome.FAILED
+        self.log_failure(error)
+
     async def _read(self) -> None:
-        """Drain receive() into the WebSocket's channel; notice the client leaving."""
+        """Drain receive() into the WebSocket's inbox; notice the client leaving."""
         websocket = self.websocket
-        assert websocket is not None
+        limit = self.endpoint.max_body_size  # a WebSocket route's max_message_size
         with self._reader_scope:
             while True:
                 message = await self.receive()
@@ -477,16 +482,40 @@ class WebSocketExchange(ExchangeBase):
                 if kind == "websocket.receive":
                     text = message.get("text")
                     payload = text if text is not None else message.get("bytes") or b""
-                    # Blocks while the buffer is full: backpressure to the server.
-                    # close() ends the handler's reading; later messages are dropped.
-                    with contextlib.suppress(trio.BrokenResourceError):
-                        await websocket._incoming_send.send(payload)
-
+                    if len(payload) > limit:
+                        await self._too_big(len(payload), limit)
+                        return
+                    # Waits while the inbox is full: backpressure to the client.
+                    await websocket._inbox.put(payload)
                 elif kind == "websocket.disconnect":
                     self._on_disconnect(int(message.get("code", 1006)), message.get("reason") or "")
                     return
 
+    async def _too_big(self, size: int, limit: int) -> None:
+        logger.info(
+            "%s: closed with 1009, a message of %d bytes exceeds max_message_size %d",
+            self.describe(),
+            size,
+            limit,
+        )
+        reason = f"message too big (over {limit} bytes)"
+        await self.send({"type": "websocket.close", "code": 1009, "reason": reason})
+        self._on_disconnect(1009, reason)
+
     def _on_disconnect(self, code: int, reason: str) -> None:
-        assert self.websocket is not None
         if self.websocket._on_peer_gone(code, reason):
-            self._client_left()
+            self._peer_gone = True
+            if self._outcome is None:
+                self._outcome = Outcome.DISCONNECTED
+            effect = Effect.TRIP_TOKEN
+            if self.endpoint.cancel_on_disconnect:
+                effect |= Effect.CANCEL_SCOPE
+            self.apply(effect)
+
+    def client_gone(self) -> bool:
+        return self._peer_gone
+
+    def abort(self) -> None:
+        if self._outcome is None:
+            self._outcome = Outcome.ABORTED
+        self.apply(Effect.CANCEL_SCOPE)

@@ -1,0 +1,155 @@
+"""Endpoints and hooks: everything decided about a route when it is declared (pure).
+
+Per request, the exchange only reads what is here. An :class:`Endpoint` holds
+the handler, its binding plan and its policy, and the getters that fetch each
+injected argument from the exchange, compiled once, so that binding is a loop
+over functions rather than an if-chain per parameter. :class:`Hooks` is the
+frozen value of an app's hooks and error handlers that the app hands to every
+exchange, so that no exchange reads the app's private attributes.
+"""
+
+from __future__ import annotations
+
+import dis
+import inspect
+import operator
+import types
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+
+from ._binding import Binder, BindingPlan, Source
+from ._errors import HTTPError
+
+#: Fetches one injected argument from the exchange (see ``_exchange.Exchange``).
+Getter = Callable[[Any], object]
+
+# What a suspension point compiles to, in every supported Python (a superset:
+# the names of other versions' opcodes simply never occur).
+_SUSPENDING_OPS = frozenset(
+    {
+        "YIELD_VALUE",
+        "YIELD_FROM",
+        "SEND",
+        "GET_AWAITABLE",
+        "GET_AITER",
+        "GET_ANEXT",
+        "BEFORE_ASYNC_WITH",
+        "SETUP_ASYNC_WITH",
+    }
+)
+
+
+def never_suspends(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` is a coroutine function whose own code cannot suspend.
+
+    Such a handler has no ``await``, ``async for`` or ``async with``: it runs
+    to its end in one step, so nothing can cancel it and it needs no request
+    scope. Anything else (wrappers, partials, classes) counts as suspending.
+    """
+    function = handler.__func__ if isinstance(handler, types.MethodType) else handler
+    if not isinstance(function, types.FunctionType):
+        return False
+    code = function.__code__
+    if not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return not any(op.opname in _SUSPENDING_OPS for op in dis.get_instructions(code))
+
+
+# How each injected source is fetched from an exchange: attribute reads and
+# bound-method calls, the cheapest things Python does.
+_INJECTED_GETTERS: Mapping[Source, Getter] = {
+    Source.REQUEST: lambda exchange: exchange.get_request(),
+    Source.TOKEN: lambda exchange: exchange.get_token(),
+    Source.NURSERY: operator.attrgetter("nursery"),
+    Source.APP: operator.attrgetter("app"),
+    Source.WEBSOCKET: operator.attrgetter("websocket"),
+}
+
+
+def _getter(binder: Binder) -> Getter | None:
+    if binder.source is Source.PATH:
+        key = binder.key
+        return lambda exchange: exchange.params[key]
+    return _INJECTED_GETTERS.get(binder.source)
+
+
+@attrs.frozen
+class Endpoint:
+    """A handler with everything decided about it at decoration time."""
+
+    handler: Callable[..., Any]
+    plan: BindingPlan
+    cancel_on_disconnect: bool
+    timeout: float | None
+    max_body_size: int
+    websocket: bool = False
+    #: The handler's name, for log lines and errors.
+    name: str = attrs.field(init=False)
+    #: (parameter name, getter) for every path parameter and injected object.
+    getters: tuple[tuple[str, Getter], ...] = attrs.field(init=False)
+    needs_nursery: bool = attrs.field(init=False)
+    # False for a handler that cannot be cancelled: its code cannot suspend,
+    # nothing is awaited before it, and no deadline or nursery applies.
+    needs_scope: bool = attrs.field(init=False)
+
+    @name.default
+    def _name(self) -> str:
+        return getattr(self.handler, "__qualname__", None) or repr(self.handler)
+
+    @getters.default
+    def _getters(self) -> tuple[tuple[str, Getter], ...]:
+        compiled = ((binder.name, _getter(binder)) for binder in self.plan.binders)
+        return tuple((name, getter) for name, getter in compiled if getter is not None)
+
+    @needs_nursery.default
+    def _needs_nursery(self) -> bool:
+        return Source.NURSERY in self.plan.sources
+
+    @needs_scope.default
+    def _needs_scope(self) -> bool:
+        return (
+            self.needs_nursery
+            or self.plan.needs_body
+            or self.timeout is not None
+            or not never_suspends(self.handler)
+        )
+
+    def injected(self, exchange: object) -> dict[str, object]:
+        """The handler's path parameters and injected objects, fetched from ``exchange``."""
+        return {name: getter(exchange) for name, getter in self.getters}
+
+
+BeforeHook = Callable[[Any], Awaitable[object]]
+AfterHook = Callable[[Any, Any], Awaitable[object]]
+ErrorHandler = Callable[[Any, BaseException], Awaitable[object]]
+
+
+@attrs.frozen
+class Hooks:
+    """An app's hooks and error handlers, as one value every exchange shares."""
+
+    before_request: tuple[BeforeHook, ...] = ()
+    after_request: tuple[AfterHook, ...] = ()
+    before_websocket: tuple[BeforeHook, ...] = ()
+    error_handlers: Mapping[type[BaseException] | int, ErrorHandler] = attrs.field(factory=dict)
+    #: Whether any HTTP hook or error handler exists: requests without one skip them all.
+    hooked: bool = attrs.field(init=False)
+
+    @hooked.default
+    def _hooked(self) -> bool:
+        return bool(self.before_request or self.after_request or self.error_handlers)
+
+    def error_handler_for(self, error: BaseException) -> ErrorHandler | None:
+        """The handler registered for ``error``: its status, else the closest type."""
+        if isinstance(error, HTTPError) and error.status in self.error_handlers:
+            return self.error_handlers[error.status]
+        for kind in type(error).__mro__:
+            if kind in self.error_handlers:
+                return self.error_handlers[kind]
+        return None
+
+    def status_handler_for(self, status: int) -> ErrorHandler | None:
+        """The handler registered for a status trioweb answers itself (404, 405, 413...)."""
+        return self.error_handlers.get(status)

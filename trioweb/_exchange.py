@@ -1,0 +1,143 @@
+"""What HTTP and WebSocket exchanges share: the token, the scope's effects, the last word.
+
+An exchange owns its request's :class:`~trioweb.DisconnectToken` (created on
+first use, tripped and disposed only here, on the Trio thread), carries out
+the effects its state machine asks for, and ends with :meth:`Exchange.finish`:
+the token is disposed, one log line says how the request ended, and a test
+client that asked (the ``trioweb.outcome`` scope extension) is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ._endpoint import Endpoint, Hooks
+from ._http_state import Effect
+from ._outcome import Outcome
+from ._token import DisconnectToken
+
+logger = logging.getLogger("trioweb")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Exchange:
+    """The parts of a request's scope that do not depend on its protocol."""
+
+    __slots__ = (
+        "_token",
+        "app",
+        "callback_budget",
+        "cancel_scope",
+        "debug",
+        "endpoint",
+        "hooks",
+        "nursery",
+        "params",
+        "receive",
+        "scope",
+        "send",
+        "started_at",
+    )
+
+    def __init__(
+        self,
+        app: object,
+        hooks: Hooks,
+        endpoint: Endpoint,
+        params: dict[str, object],
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.app = app  # what an `App` parameter is given; nothing else reads it
+        self.hooks = hooks
+        self.debug: bool = getattr(app, "debug", False)
+        self.callback_budget: float = getattr(app, "callback_budget", 0.001)
+        self.endpoint = endpoint
+        self.params = params
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.cancel_scope: trio.CancelScope | None = None
+        self.nursery: trio.Nursery | None = None
+        self.started_at = 0.0
+        self._token: DisconnectToken | None = None
+
+    def client_gone(self) -> bool:
+        """Whether the client went away before the exchange was over."""
+        return False
+
+    def get_token(self) -> DisconnectToken:
+        """The request's token, made on first use (already set if the client is gone)."""
+        if self._token is None:
+            self._token = DisconnectToken._create(self.describe(), self.callback_budget)
+            if self.client_gone():
+                self._token._trip()
+        return self._token
+
+    def apply(self, effect: Effect) -> None:
+        """Carry out what the state machine asked for (subclasses add the I/O effects)."""
+        if effect & Effect.TRIP_TOKEN and self._token is not None:
+            self._token._trip()  # before the scope is cancelled: callbacks see a live request
+        if effect & Effect.CANCEL_SCOPE and self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
+    def describe(self) -> str:
+        return f"{self.scope.get('method', 'WEBSOCKET')} {self.scope.get('path')}"
+
+    def log_failure(self, error: BaseException) -> None:
+        logger.error(
+            "%s failed in %s after %.2fs",
+            self.describe(),
+            self.endpoint.name,
+            time.perf_counter() - self.started_at,
+            exc_info=error,
+        )
+
+    def finish(
+        self, outcome: Outcome | None, handler_cancelled: bool, *, quiet: bool = False
+    ) -> None:
+        """Dispose of the token and say how the request ended.
+
+        Args:
+            outcome: How it ended (None: completed).
+            handler_cancelled: Whether the request scope was cancelled.
+            quiet: A disconnect is the normal end (a WebSocket the client
+                closed): say so at DEBUG only.
+        """
+        if self._token is not None:
+            self._token._dispose()
+        outcome = outcome or Outcome.COMPLETED
+        if outcome is not Outcome.COMPLETED and outcome is not Outcome.FAILED:
+            elapsed = time.perf_counter() - self.started_at
+            if outcome is Outcome.DISCONNECTED and handler_cancelled:
+                logger.info(
+                    "%s cancelled: client disconnected after %.2fs", self.describe(), elapsed
+                )
+            elif outcome is Outcome.DISCONNECTED and quiet:
+                logger.debug("%s ended: the client closed it after %.2fs", self.describe(), elapsed)
+            elif outcome is Outcome.DISCONNECTED:
+                logger.info(
+                    "%s ran to completion after the client disconnected (%.2fs); "
+                    "nothing more was sent",
+                    self.describe(),
+                    elapsed,
+                )
+            else:
+                logger.info("%s ended after %.2fs: %s", self.describe(), elapsed, outcome.value)
+        extensions = self.scope.get("extensions")
+        if extensions:  # a test client (trioweb.testing) asks how the request ended
+            report = extensions.get("trioweb.outcome")
+            if report is not None:
+                report["outcome"] = outcome.value
+                report["handler_cancelled"] = handler_cancelled
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

@@ -1,0 +1,191 @@
+"""The receive side of an HTTP exchange: who drains ``receive()``, and the body readers.
+
+Theory of operation
+-------------------
+Hypercorn reports a disconnect only by queuing ``http.disconnect`` on
+``receive()``, so something must keep draining it; a task per request would
+cost more than the rest of the framework. So exactly one of these owns
+``receive()`` at any time, and :class:`Owner` says which:
+
+* ``NOBODY``: nothing reads yet. Most plain requests end here.
+* ``READER``: the request's own task reads the body itself (taking what is
+  already queued without a checkpoint), and handles a disconnect itself.
+* ``READER_THEN_WATCHER``: the same, and a watcher was asked for meanwhile; it
+  starts when the read ends, since two tasks draining ``receive()`` would
+  steal each other's messages.
+* ``WATCHER``: a Trio system task drains it until ``http.disconnect``, which
+  every server sends once the response is complete or the app returned, so it
+  never holds a request up. It buffers the body, so an unread body cannot hold
+  a disconnect back behind hypercorn's 10-message queue.
+* ``ENDED``: ``http.disconnect`` was seen. Nobody may wait on ``receive()``
+  again: hypercorn says it once, and a watcher started now would wait forever,
+  keeping the exchange and its partial body alive (the mid-upload leak).
+
+Every message goes to :meth:`HTTPState.on_receive`, and the exchange carries out
+the effects; this module never decides what a message means.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ._errors import IOCancelledError
+from ._http_state import BodyState, Effect, HTTPState
+from ._hypercorn import receive_nowait_of
+
+logger = logging.getLogger("trioweb")
+
+
+class Owner(enum.Enum):
+    NOBODY = "nobody"
+    READER = "reader"
+    READER_THEN_WATCHER = "reader, then the watcher"
+    WATCHER = "watcher"
+    ENDED = "ended"
+
+
+class PendingIO:
+    """The body read or response write under way: what ``cancel_io()`` and a disconnect cancel."""
+
+    __slots__ = ("_cancelled", "scope")
+
+    def __init__(self) -> None:
+        self.scope: trio.CancelScope | None = None
+        self._cancelled = False
+
+    def cancel(self, *, by_app: bool) -> None:
+        if self.scope is not None:
+            self._cancelled = self._cancelled or by_app
+            self.scope.cancel()
+
+    async def finish(self, what: str) -> None:
+        """End a read or write: a cancellation of the request wins over ``cancel_io()``.
+
+        Raises:
+            IOCancelledError: ``cancel_io()`` cancelled it.
+        """
+        self.scope = None
+        # A disconnect or an oversized body also cancels the request scope:
+        # let that cancellation, not an IOCancelledError, unwind the handler.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._cancelled:
+            self._cancelled = False
+            raise IOCancelledError(f"the pending {what} was cancelled by cancel_io()")
+
+
+class Receiver:
+    """Drains ``receive()`` for one exchange; made when the first body read or watch needs it."""
+
+    __slots__ = ("_apply", "_body_event", "_io", "_receive", "_state", "owner")
+
+    def __init__(
+        self,
+        receive: Callable[[], Any],
+        state: HTTPState,
+        apply: Callable[[Effect], None],
+        io: PendingIO,
+    ) -> None:
+        self._receive = receive
+        self._state = state
+        self._apply = apply
+        self._io = io
+        self._body_event: trio.Event | None = None
+        self.owner = Owner.NOBODY
+
+    def _take(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "http.disconnect":
+            self.owner = Owner.ENDED
+        self._apply(self._state.on_receive(message))
+
+    def wake_readers(self) -> None:
+        if self._body_event is not None:
+            self._body_event.set()
+
+    # ---- the watcher ----
+
+    def start_watcher(self) -> None:
+        """Make sure ``receive()`` is watched from now on (a no-op once it ended)."""
+        if self.owner is Owner.NOBODY:
+            self.owner = Owner.WATCHER
+            trio.lowlevel.spawn_system_task(self._watch, name="trioweb disconnect watcher")
+        elif self.owner is Owner.READER:
+            self.owner = Owner.READER_THEN_WATCHER
+
+    async def _watch(self) -> None:
+        # A system task with no cancel scope of its own: it ends with the
+        # http.disconnect that every server sends, so it never holds a request up.
+        try:
+            while self.owner is not Owner.ENDED:
+                self._take(await self._receive())
+        except Exception:
+            # Never raise: in a system task an error would end the whole run.
+            logger.exception("trioweb's disconnect watcher failed")
+            self.owner = Owner.ENDED
+            self._apply(self._state.on_disconnect())
+
+    # ---- the body ----
+
+    async def read_body(self) -> bytes:
+        """The whole body; see ``Request.body()`` for what cancels it.
+
+        Raises:
+            IOCancelledError: ``cancel_io()`` was called, or the client left
+                mid-body on a route that runs on after a disconnect.
+        """
+        state = self._state
+        if state.body_state is BodyState.EXPECTED:
+            if self.owner is Owner.NOBODY:
+                await self._read_directly()
+            else:
+                if self._body_event is None:
+                    self._body_event = trio.Event()
+                self.start_watcher()
+                with trio.CancelScope() as self._io.scope:
+                    await self._body_event.wait()
+                await self._io.finish("body read")
+        else:
+            await trio.lowlevel.checkpoint()
+        if state.body_state is BodyState.COMPLETE:
+            return state.body
+        if state.body_state is BodyState.EXPECTED:
+            raise IOCancelledError("the body read was cancelled")  # pragma: no cover - a bug
+        # Overflowed (the request scope is cancelled: 413) or cut short by the client.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raise IOCancelledError("the client disconnected before sending the whole body")
+
+    def _body_pending(self) -> bool:
+        return self._state.body_state is BodyState.EXPECTED and self.owner is not Owner.ENDED
+
+    async def _read_directly(self) -> None:
+        # No watcher yet: this task drains receive() itself, which spares most
+        # requests with a body a task. What is queued already is taken without
+        # a checkpoint.
+        state = self._state
+        self.owner = Owner.READER
+        try:
+            receive_nowait = receive_nowait_of(self._receive)
+            if receive_nowait is not None:
+                while self._body_pending():
+                    try:
+                        message = receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    self._take(message)
+            if self._body_pending():
+                with trio.CancelScope() as self._io.scope:
+                    while self._body_pending():
+                        self._take(await self._receive())
+        finally:
+            if self.owner is not Owner.ENDED:
+                wanted = self.owner is Owner.READER_THEN_WATCHER
+                self.owner = Owner.NOBODY
+                # Past the limit the rest is drained and dropped: hypercorn's
+                # reader would block on its full queue otherwise.
+                if wanted or state.body_state is BodyState.OVERFLOWED:
+                    self.start_watcher()
+        await self._io.finish("body read")

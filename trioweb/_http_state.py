@@ -1,0 +1,233 @@
+"""The state of one HTTP exchange, as a pure state machine (no I/O, no Trio).
+
+Rule 1, in h11's spirit: everything that changes an HTTP exchange's state
+lives in this file. The Trio drivers (``_http_receive``, ``_http_send`` and
+``_scope``) report what happened, an :class:`Event`, and carry out the
+:class:`Effect` they get back; they never decide themselves what a message
+means.
+
+The phases, in order::
+
+    HANDLER ──RETURNED──> RESPONDING ──HEAD──> HEAD_SENT ──FINAL──> BODY_SENT
+       │                      │                   │ CHUNK ↺            │
+       └──────────────────────┴───────────────────┴──── FINISH ──> DONE <┘
+
+A disconnect before ``BODY_SENT`` means the client went away: the token is
+tripped, pending I/O cancelled, body readers woken and (if the route says so)
+the request scope cancelled. In ``BODY_SENT`` and ``DONE`` it is the normal end:
+hypercorn says ``http.disconnect`` after every complete response.
+
+The body is buffered here, up to ``max_body_size``, whoever drains
+``receive()``. Past the limit it is discarded; while the handler still runs,
+that is a 413 (:attr:`Outcome.TOO_LARGE`), later it is nobody's business.
+
+A pair missing from :data:`TABLE` is a bug in trioweb, not in the app:
+:meth:`HTTPState.handle` raises :class:`HTTPStateError` for it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, final
+
+import attrs
+
+from ._outcome import Outcome
+
+
+class Phase(enum.Enum):
+    """Where an exchange stands."""
+
+    HANDLER = "handler"  # hooks and the handler run
+    RESPONDING = "responding"  # the response is chosen; nothing sent yet
+    HEAD_SENT = "head sent"  # http.response.start was handed to the server
+    BODY_SENT = "body sent"  # the final body message was handed over: complete
+    DONE = "done"  # the exchange has ended
+
+
+class Event(enum.Enum):
+    """What can happen to an exchange."""
+
+    RETURNED = "returned"  # the response to send is chosen
+    HEAD = "head"  # http.response.start is to be sent
+    CHUNK = "chunk"  # a body message with more to come
+    FINAL = "final"  # the last body message
+    BODY = "body"  # a request body message with more to come
+    BODY_END = "body end"  # the last request body message
+    OVERFLOW = "overflow"  # the request body passed max_body_size
+    DISCONNECT = "disconnect"  # http.disconnect
+    ABORT = "abort"  # the app called abort()
+    FINISH = "finish"  # the exchange ends
+
+
+class Effect(enum.Flag):
+    """What the drivers must do."""
+
+    NONE = 0
+    SEND = enum.auto()  # hand the message to the server
+    TRIP_TOKEN = enum.auto()  # set the token and run its callbacks
+    CANCEL_SCOPE = enum.auto()  # cancel the request scope
+    CANCEL_IO = enum.auto()  # cancel a pending body read or response write
+    WAKE_READERS = enum.auto()  # body readers look again
+
+
+class BodyState(enum.Enum):
+    EXPECTED = "expected"  # more is to come
+    COMPLETE = "complete"
+    OVERFLOWED = "overflowed"  # past max_body_size: discarded
+    CUT = "cut"  # the client left before sending all of it
+
+
+class HTTPStateError(RuntimeError):
+    """An event that cannot happen in this phase: a bug in trioweb."""
+
+
+_P, _E, _F = Phase, Event, Effect
+_GONE = _F.TRIP_TOKEN | _F.CANCEL_SCOPE | _F.CANCEL_IO | _F.WAKE_READERS
+_LIVE = (_P.HANDLER, _P.RESPONDING, _P.HEAD_SENT)  # the client still waits for something
+_OVER = (_P.BODY_SENT, _P.DONE)
+TABLE: Mapping[tuple[Phase, Event], tuple[Phase, Effect]] = {
+    (_P.HANDLER, _E.RETURNED): (_P.RESPONDING, _F.NONE),
+    (_P.RESPONDING, _E.HEAD): (_P.HEAD_SENT, _F.SEND),
+    (_P.HEAD_SENT, _E.CHUNK): (_P.HEAD_SENT, _F.SEND),
+    (_P.HEAD_SENT, _E.FINAL): (_P.BODY_SENT, _F.SEND),
+    (_P.HANDLER, _E.OVERFLOW): (_P.HANDLER, _F.CANCEL_SCOPE | _F.WAKE_READERS),
+    **{(phase, _E.OVERFLOW): (phase, _F.WAKE_READERS) for phase in (_P.RESPONDING, _P.HEAD_SENT)},
+    **{(phase, _E.BODY): (phase, _F.NONE) for phase in Phase},
+    **{(phase, _E.BODY_END): (phase, _F.WAKE_READERS) for phase in _LIVE},
+    **{(phase, event): (phase, _F.NONE) for phase in _OVER for event in (_E.BODY_END, _E.OVERFLOW)},
+    **{(phase, _E.DISCONNECT): (phase, _GONE) for phase in _LIVE},
+    **{(phase, _E.DISCONNECT): (phase, _F.NONE) for phase in _OVER},
+    **{(phase, _E.ABORT): (phase, _F.CANCEL_SCOPE | _F.CANCEL_IO) for phase in _LIVE},
+    **{(phase, _E.ABORT): (phase, _F.NONE) for phase in _OVER},
+    **{(phase, _E.FINISH): (_P.DONE, _F.NONE) for phase in Phase},
+}
+
+
+@final
+@attrs.define(eq=False)
+class HTTPState:
+    """One exchange's phase, outcome and body: the only place any of them changes.
+
+    Args:
+        max_body_size: Bytes of request body buffered before it overflows.
+        cancel_on_disconnect: The route's policy: whether a disconnect
+            cancels the request scope (the token is tripped either way).
+    """
+
+    max_body_size: int
+    cancel_on_disconnect: bool = True
+    phase: Phase = attrs.field(init=False, default=Phase.HANDLER)
+    #: The first way the exchange went wrong, or None while nothing did.
+    outcome: Outcome | None = attrs.field(init=False, default=None)
+    #: Whether the client went away before the response was complete.
+    peer_gone: bool = attrs.field(init=False, default=False)
+    body_state: BodyState = attrs.field(init=False, default=BodyState.EXPECTED)
+    _body: bytes | bytearray | None = attrs.field(init=False, default=None)
+
+    def handle(self, event: Event) -> Effect:
+        """Move on by ``event``; what the drivers must do.
+
+        Raises:
+            HTTPStateError: ``event`` cannot happen in this phase.
+        """
+        try:
+            self.phase, effect = TABLE[self.phase, event]
+        except KeyError:
+            raise HTTPStateError(
+                f"{event.value} cannot happen in phase {self.phase.value}"
+            ) from None
+        return effect
+
+    def set_outcome(self, outcome: Outcome) -> None:
+        """Record how the exchange went wrong; the first outcome stays."""
+        if self.outcome is None:
+            self.outcome = outcome
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the response must stop: something went wrong, or nobody listens."""
+        return self.outcome is not None or self.peer_gone
+
+    @property
+    def response_started(self) -> bool:
+        return self.phase is Phase.HEAD_SENT or self.phase is Phase.BODY_SENT
+
+    # ---- what the server says ----
+
+    def on_receive(self, message: Mapping[str, Any]) -> Effect:
+        """One message from ``receive()``."""
+        kind = message.get("type")
+        if kind == "http.request":
+            return self._on_body(message.get("body", b""), bool(message.get("more_body", False)))
+        if kind == "http.disconnect":
+            return self.on_disconnect()
+        return Effect.NONE
+
+    def on_disconnect(self) -> Effect:
+        """``http.disconnect``: the client left, or the response was complete."""
+        if self.peer_gone:
+            return Effect.NONE  # already handled
+        effect = self.handle(Event.DISCONNECT)
+        if effect:
+            self.peer_gone = True
+            self.set_outcome(Outcome.DISCONNECTED)
+            if self.body_state is BodyState.EXPECTED:
+                self.body_state = BodyState.CUT
+            if not self.cancel_on_disconnect:
+                effect &= ~Effect.CANCEL_SCOPE
+        return effect
+
+    def on_abort(self) -> Effect:
+        """The app ends the exchange now (``request.abort()``)."""
+        effect = self.handle(Event.ABORT)
+        if effect:
+            self.set_outcome(Outcome.ABORTED)
+        return effect
+
+    def on_send(self, message: Mapping[str, Any]) -> Effect:
+        """A message the app is about to send: SEND, or NONE to skip it.
+
+        Raises:
+            HTTPStateError: The message does not fit the phase.
+        """
+        if message["type"] == "http.response.start":
+            event = Event.HEAD
+        elif message.get("more_body", False):
+            event = Event.CHUNK
+        else:
+            event = Event.FINAL
+        effect = self.handle(event)
+        # Nobody is listening: hypercorn would swallow it anyway, or hang on HTTP/2.
+        return Effect.NONE if self.peer_gone else effect
+
+    # ---- the body ----
+
+    def _on_body(self, chunk: bytes, more: bool) -> Effect:
+        if self.body_state is not BodyState.EXPECTED:
+            return Effect.NONE  # discarding (overflowed), or a message after the end
+        if self._body is None and not more:
+            self._body = chunk  # the whole body at once: no copy
+        else:
+            if self._body is None:
+                self._body = bytearray()
+            elif isinstance(self._body, bytes):
+                self._body = bytearray(self._body)
+            self._body += chunk
+        if len(self._body) > self.max_body_size:
+            self._body = None
+            self.body_state = BodyState.OVERFLOWED
+            effect = self.handle(Event.OVERFLOW)
+            if effect & Effect.CANCEL_SCOPE:
+                self.set_outcome(Outcome.TOO_LARGE)
+            return effect
+        if more:
+            return self.handle(Event.BODY)
+        self.body_state = BodyState.COMPLETE
+        return self.handle(Event.BODY_END)
+
+    @property
+    def body(self) -> bytes:
+        """The body received so far (all of it once :attr:`body_state` is COMPLETE)."""
+        return bytes(self._body or b"")

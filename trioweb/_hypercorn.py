@@ -1,0 +1,38 @@
+"""What trioweb knows of hypercorn, in one place (and what each piece relies on).
+
+Hypercorn 0.18's Trio worker, as measured on this project's machine:
+
+* ``receive`` is the bound ``receive`` method of a Trio memory channel
+  (``hypercorn.trio.task_group.TaskGroup.spawn_app``). What it has queued,
+  usually the whole request body, can be taken with the channel's
+  ``receive_nowait()`` without a checkpoint: :func:`receive_nowait_of`.
+* It queues ``http.disconnect`` after every complete response too, not only
+  when the client leaves (``HTTPStream.handle(StreamClosed)``): ``_http_state``
+  treats one after the final body message as the normal end.
+* ``send()`` never raises once the client is gone, and on HTTP/2 it can wait
+  forever for flow control from a client that left: :func:`watch_from_start`
+  makes such requests watched before their first send, so a disconnect can
+  cancel it.
+* A memory channel's ``receive()`` never returns a queued message in a
+  cancelled scope (hypercorn issue 210): the watcher has no scope to cancel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+ReceiveNowait = Callable[[], dict[str, Any]]
+
+
+def receive_nowait_of(receive: Callable[..., Any]) -> ReceiveNowait | None:
+    """The non-blocking twin of hypercorn's ``receive``, when it has one."""
+    nowait: ReceiveNowait | None = getattr(
+        getattr(receive, "__self__", None), "receive_nowait", None
+    )
+    return nowait
+
+
+def watch_from_start(scope: dict[str, Any]) -> bool:
+    """Whether sends may hang on a gone client (HTTP/2 and 3 flow control)."""
+    return scope.get("http_version", "1.1") in ("2", "3")
