@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
-from trioweb import App, Request, Server
+from trioweb import (
+    App,
+    HTTPError,
+    Request,
+    Response,
+    Server,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketStateError,
+    shielded,
+)
+from trioweb.testing import TestClient, WebSocketRejected
 
 from .conftest import Probe
 from .wire import connect, fetch, request_bytes
@@ -75,3 +87,307 @@ async def test_leaving_mid_upload_leaves_no_task_behind(
     assert len(names) == baseline, names
     # And it still serves.
     assert (await fetch(server.port, "POST", path, body=b"abc")).body == b"3"
+
+
+# ---- hooks, in the right order, seeing every response ----
+
+
+def hooked_app(record: list[str]) -> App:
+    app = App(max_body_size=10)
+
+    @app.before_request
+    async def auth(request: Request) -> object:
+        record.append(f"before {request.path}")
+        if request.headers.get("authorization") != "yes":
+            return Response(b"who are you?", 401)
+        return None
+
+    @app.after_request
+    async def stamp(request: Request, response: object) -> None:
+        record.append(f"after {getattr(response, 'status', '?')}")
+        assert isinstance(response, Response)
+        response.headers["x-seen"] = "yes"
+
+    @app.get("/items")
+    async def items(limit: int) -> dict[str, int]:
+        return {"limit": limit}
+
+    @app.post("/echo")
+    async def echo(body: bytes) -> bytes:
+        return body
+
+    @app.get("/slow", timeout=0.5)
+    async def slow() -> None:
+        await trio.sleep(10)
+
+    return app
+
+
+async def test_before_request_answers_before_binding_can_say_422() -> None:
+    record: list[str] = []
+    async with TestClient(hooked_app(record)) as client:
+        response = await client.get("/items")  # no limit, and no authorization
+    assert response.status_code == 401  # not a 422 that would list the route's parameters
+    assert b"limit" not in response.content
+    assert record == ["before /items", "after 401"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body"),
+    [
+        ("GET", "/items", 422, b""),
+        ("GET", "/nowhere", 404, b""),
+        ("DELETE", "/items", 405, b""),
+        ("POST", "/echo", 413, b"x" * 11),
+    ],
+)
+async def test_after_request_sees_responses_trioweb_makes(
+    method: str, path: str, status: int, body: bytes
+) -> None:
+    record: list[str] = []
+    async with TestClient(hooked_app(record)) as client:
+        response = await client.request(
+            method, path, headers={"authorization": "yes"}, content=body or None
+        )
+    assert response.status_code == status
+    assert response.headers["x-seen"] == "yes"
+    assert record == [f"before {path}", f"after {status}"]
+
+
+async def test_after_request_sees_the_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    record: list[str] = []
+    async with TestClient(hooked_app(record)) as client:
+        response = await client.get("/slow", headers={"authorization": "yes"})
+    assert (response.status_code, response.headers["x-seen"]) == (504, "yes")
+
+
+async def test_errorhandler_for_routing_statuses() -> None:
+    app = App()
+
+    @app.errorhandler(404)
+    async def not_found(request: Request, error: Exception) -> Response:
+        return Response(f"no {request.path} here", 404)
+
+    @app.errorhandler(405)
+    async def not_allowed(request: Request, error: HTTPError) -> Response:
+        return Response(f"try {error.headers['allow']}", 405, error.headers)
+
+    @app.get("/thing")
+    async def thing() -> str:
+        return "thing"
+
+    async with TestClient(app) as client:
+        missing = await client.get("/nope")
+        wrong = await client.post("/thing")
+        right = await client.get("/thing")
+    assert (missing.status_code, missing.text) == (404, "no /nope here")
+    assert (wrong.status_code, wrong.text, wrong.headers["allow"]) == (
+        405,
+        "try GET, HEAD",
+        "GET, HEAD",
+    )
+    assert right.text == "thing"
+
+
+async def test_before_websocket_refuses_the_handshake() -> None:
+    app = App()
+    reached: list[str] = []
+
+    @app.before_websocket
+    async def auth(websocket: WebSocket) -> object:
+        if websocket.query_params.get("key") != "ok":
+            return Response(b"no key", 401)
+        return None
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        reached.append("handler")
+        await websocket.accept()
+        await websocket.send("hi")
+
+    async with TestClient(app) as client:
+        with pytest.raises(WebSocketRejected) as refused:
+            async with client.websocket("/ws"):
+                pass
+        async with client.websocket("/ws", params={"key": "ok"}) as session:
+            assert await session.receive() == "hi"
+    assert (refused.value.status, refused.value.body) == (401, b"no key")
+    assert reached == ["handler"]
+
+
+# ---- WebSockets: bounded in bytes, said once, quiet when the client closes ----
+
+
+async def test_websocket_inbox_is_bounded_in_bytes() -> None:
+    app = App(websocket_buffer_size=3 * 1024 * 1024, websocket_max_message_size=2 * 1024 * 1024)
+    sockets: list[WebSocket] = []
+    release = trio.Event()
+
+    @app.websocket("/hoard")
+    async def hoard(websocket: WebSocket) -> None:
+        sockets.append(websocket)
+        await websocket.accept()
+        await release.wait()  # never reads while the client floods it
+        assert len(await websocket.receive_bytes()) == 1024 * 1024
+
+    async with TestClient(app) as client, client.websocket("/hoard") as session:
+        for _ in range(40):
+            await session.send_bytes(b"x" * 1024 * 1024)
+        await trio.testing.wait_all_tasks_blocked()
+        (websocket,) = sockets
+        held = websocket.statistics()
+        assert held.buffered_bytes <= 3 * 1024 * 1024
+        assert held.buffered_messages == 3
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_websocket_message_over_the_limit_closes_with_1009(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+    seen: list[object] = []
+
+    @app.websocket("/small", max_message_size=10)
+    async def small(websocket: WebSocket) -> None:
+        await websocket.accept()
+        seen.append(await websocket.receive())
+        try:
+            await websocket.receive()
+        except WebSocketClosed as closed:
+            seen.append(closed.code)
+
+    caplog.set_level(logging.INFO)
+    async with TestClient(app) as client, client.websocket("/small") as session:
+        await session.send_text("short")
+        await session.send_text("far too long for this route")
+        with pytest.raises(WebSocketClosed) as closed:
+            await session.receive()
+    assert closed.value.code == 1009
+    assert seen == ["short", 1009]
+    assert any("1009" in r.getMessage() for r in caplog.records)
+
+
+async def test_websocket_state_errors_say_it_once() -> None:
+    app = App()
+    errors: list[str] = []
+
+    @app.websocket("/once")
+    async def once(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(timeout=0.1)
+        try:
+            await websocket.send("late")
+        except WebSocketStateError as error:
+            errors.append(str(error))
+
+    async with TestClient(app) as client, client.websocket("/once") as session:
+        with pytest.raises(WebSocketClosed):
+            await session.receive()
+    (message,) = errors
+    assert message.count("cannot") == 1, message
+
+
+async def test_websocket_closed_by_the_client_is_not_an_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for message in websocket:
+            await websocket.send(message)
+
+    caplog.set_level(logging.DEBUG)
+    async with TestClient(app) as client:
+        async with client.websocket("/echo") as session:
+            await session.send_text("hi")
+            assert await session.receive() == "hi"
+            await session.close()
+        await trio.testing.wait_all_tasks_blocked()
+    ours = [r for r in caplog.records if r.name == "trioweb"]
+    assert ours, "the end of the session is said, at DEBUG"
+    assert all(r.levelno <= logging.DEBUG for r in ours), [r.getMessage() for r in ours]
+
+
+# ---- shielded(): a cut-off block is not a success ----
+
+
+async def test_shielded_timeout_raises_too_slow(autojump_clock: trio.testing.MockClock) -> None:
+    reached: list[str] = []
+    with pytest.raises(trio.TooSlowError):
+        async with shielded(timeout=1):
+            await trio.sleep(5)
+        reached.append("after the block")
+    assert reached == []
+
+
+async def test_shielded_outer_cancellation_still_wins(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.CancelScope() as outer:
+        async with shielded(timeout=1):
+            outer.cancel()  # a disconnect arrives meanwhile
+            await trio.sleep(5)  # and the block is also cut off by its timeout
+        pytest.fail("not reached: the outer cancellation takes effect")
+    assert outer.cancelled_caught
+
+
+# ---- handlers that answer at once, or read late ----
+
+
+async def test_handler_without_await_raising_http_error() -> None:
+    app = App()
+
+    @app.get("/teapot")
+    async def teapot() -> str:
+        raise HTTPError(418, "short and stout")
+
+    async with TestClient(app) as client:
+        response = await client.get("/teapot")
+    assert response.status_code == 418
+    assert b"short and stout" in response.content
+
+
+async def test_body_read_after_the_handler_awaited_is_woken() -> None:
+    app = App()
+
+    @app.post("/late")
+    async def late(request: Request) -> str:
+        await trio.lowlevel.checkpoint()  # the watcher starts: it drains the body from now on
+        return (await request.body()).decode()
+
+    async with TestClient(app) as client, client.stream("POST", "/late", upload=True) as call:
+        await trio.testing.wait_all_tasks_blocked()
+        await call.send_body(b"hello ")
+        await trio.testing.wait_all_tasks_blocked()
+        await call.send_body(b"world", final=True)
+        response = await call.read()
+    assert response.text == "hello world"
+
+
+async def test_unsupported_return_value_names_the_handler_without_noise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.get("/set")
+    async def gives_a_set() -> object:
+        return {1, 2}
+
+    @app.get("/nan")
+    async def gives_nan() -> object:
+        return {"x": float("nan")}
+
+    async with TestClient(app) as client:
+        assert (await client.get("/set")).status_code == 500
+        assert (await client.get("/nan")).status_code == 500
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 2
+    for record, name in zip(failures, ["gives_a_set", "gives_nan"], strict=True):
+        assert name in record.getMessage()
+        assert record.exc_info is not None
+        error = record.exc_info[1]
+        assert error is not None
+        assert not isinstance(error.__context__, StopIteration), "no StopIteration noise"

@@ -88,7 +88,12 @@ async def test_rejection_message_explains_and_is_a_type_error() -> None:
     "callback", [print, len, functools.partial(print, "x"), lambda: None, _event.set]
 )
 async def test_ordinary_callbacks_are_accepted(callback: Callable[..., object]) -> None:
-    make_token().register(callback)
+    token = make_token()
+    registration = token.register(callback)
+    assert token.statistics().callbacks_registered == 1
+    assert "pending" in repr(registration)
+    assert registration.unregister() is True
+    assert token.statistics().callbacks_registered == 0
 
 
 async def test_callbacks_run_once_in_order_and_exceptions_are_contained(
@@ -136,6 +141,23 @@ async def test_unregister_and_context_manager() -> None:
     assert token.statistics().callbacks_registered == 0
     token._trip()
     assert record == []
+
+
+async def test_unregister_from_a_thread_before_the_trio_thread_ran_it() -> None:
+    # Registered from a worker thread on a set token, the callback is on its
+    # way to the Trio thread; unregistering it meanwhile must not raise.
+    token = make_token()
+    token._trip()
+    record: list[str] = []
+
+    def in_thread() -> tuple[bool, bool]:
+        registration = token.register(record.append, "ran")
+        return registration.unregister(), registration.unregister()
+
+    assert await trio.to_thread.run_sync(in_thread) == (True, False)
+    await trio.testing.wait_all_tasks_blocked()
+    assert record == []  # removed before the Trio thread got to it
+    assert token.statistics().callbacks_run == 0
 
 
 async def test_a_callback_can_unregister_a_later_one() -> None:

@@ -35,6 +35,7 @@ from ._token import DisconnectTokenStatistics as DisconnectTokenStatistics
 from ._version import __version__ as __version__
 from ._websocket import WebSocket as WebSocket
 from ._websocket import WebSocketState as WebSocketState
+from ._websocket import WebSocketStatistics as WebSocketStatistics
 
 __all__ = [
     "App",
@@ -68,6 +69,7 @@ __all__ = [
     "WebSocketError",
     "WebSocketState",
     "WebSocketStateError",
+    "WebSocketStatistics",
     "__version__",
     "redirect",
     "serve",

@@ -29,12 +29,17 @@ async def shielded(
     Cancellation:
         The block is shielded from every outer cancellation (a disconnect, a
         route timeout, server shutdown). Its own deadline still cancels it
-        after ``timeout`` seconds, which is logged as a warning. On leaving
-        the block, an outer cancellation that arrived meanwhile takes effect
-        at once.
+        after ``timeout`` seconds: that is logged as a warning, and
+        ``trio.TooSlowError`` is raised after the block, as ``trio.fail_after``
+        does, so that the caller never goes on as if the cut-off work had
+        succeeded. On leaving the block, an outer cancellation that arrived
+        meanwhile takes effect first.
 
     Yields:
         The shielded ``trio.CancelScope``, e.g. to extend its deadline.
+
+    Raises:
+        trio.TooSlowError: The block was cut off by its timeout.
     """
     if not timeout > 0:
         raise ValueError("shielded() needs a positive timeout: unbounded shielding can hang")
@@ -47,4 +52,7 @@ async def shielded(
             timeout,
             time.perf_counter() - started,
         )
+    # An outer cancellation that arrived meanwhile wins: it says more than the timeout.
     await trio.lowlevel.checkpoint_if_cancelled()
+    if scope.cancelled_caught:
+        raise trio.TooSlowError(f"shielded work was cut off by its {timeout:.3g}s timeout")

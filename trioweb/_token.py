@@ -343,7 +343,9 @@ class DisconnectToken(metaclass=NoPublicConstructor):
             if registration._state is not _RegistrationState.PENDING:
                 return False
             registration._state = _RegistrationState.REMOVED
-            del self._pending[registration]
+            # Not in _pending when registered from a worker thread on a set
+            # token: it is on its way to the Trio thread, which will skip it.
+            self._pending.pop(registration, None)
             return True
 
     def _check_not_disposed(self, what: str) -> None:

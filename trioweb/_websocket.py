@@ -41,6 +41,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, final
 
+import attrs
 import trio
 
 from ._datastructures import Headers, QueryParams
@@ -59,12 +60,36 @@ if sys.version_info < (3, 11):
 
 logger = logging.getLogger("trioweb")
 
-__all__ = ["Op", "WebSocket", "WebSocketExchange", "WebSocketState", "transition"]
+__all__ = [
+    "Op",
+    "WebSocket",
+    "WebSocketExchange",
+    "WebSocketState",
+    "WebSocketStatistics",
+    "transition",
+]
 
 
 def _size(message: str | bytes) -> int:
     # What a message holds in memory; O(1) for str, unlike encoding it.
     return sys.getsizeof(message) if isinstance(message, str) else len(message)
+
+
+@final
+@attrs.frozen
+class WebSocketStatistics:
+    """A snapshot of a :class:`WebSocket`, for debugging (``websocket.statistics()``).
+
+    Attributes:
+        state: Where the conversation stands.
+        buffered_messages: Messages received and not read by the handler yet.
+        buffered_bytes: Their size in memory, bounded by the app's
+            ``websocket_buffer_size`` (plus one message).
+    """
+
+    state: WebSocketState
+    buffered_messages: int
+    buffered_bytes: int
 
 
 class _Inbox:
@@ -110,6 +135,9 @@ class _Inbox:
             self._has_room.set()
         return message
 
+    def statistics(self) -> tuple[int, int]:
+        return self._incoming.statistics().current_buffer_used, self.buffered
+
     def end(self) -> None:
         """No more messages will come (those queued are still delivered)."""
         self._outgoing.close()
@@ -143,6 +171,11 @@ class WebSocket(metaclass=NoPublicConstructor):
     @property
     def state(self) -> WebSocketState:
         return self._state
+
+    def statistics(self) -> WebSocketStatistics:
+        """A :class:`WebSocketStatistics` snapshot."""
+        messages, size = self._inbox.statistics()
+        return WebSocketStatistics(self._state, messages, size)
 
     @property
     def path(self) -> str:
