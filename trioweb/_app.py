@@ -21,7 +21,8 @@ from ._routing import MethodNotAllowed, Route, RouteTable, compile_path
 from ._scope import HTTPExchange
 from ._token import DisconnectToken
 from ._views import view_endpoints
-from ._websocket import WebSocket, WebSocketExchange
+from ._websocket import WebSocket
+from ._websocket_exchange import WebSocketExchange
 
 logger = logging.getLogger("trioweb")
 

@@ -11,7 +11,7 @@ from ._token import callback_guard
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from ._app import App
+    from ._app import App  # cycle-ok: annotation only (Request.app)
     from ._token import DisconnectToken
 
 

@@ -35,116 +35,36 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
-import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, final
 
-import attrs
 import trio
 
 from ._datastructures import Headers, QueryParams
-from ._endpoint import Endpoint, Hooks
-from ._errors import HTTPError, WebSocketClosed
-from ._exchange import Exchange, Receive, Send
-from ._http_state import Effect
-from ._outcome import Outcome
-from ._pipeline import request_data
-from ._response import error_response, to_response
+from ._errors import WebSocketClosed
 from ._util import NoPublicConstructor
+from ._websocket_inbox import Inbox, WebSocketStatistics
 from ._websocket_state import Op, WebSocketState, transition
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+    pass
 
 logger = logging.getLogger("trioweb")
 
-__all__ = [
-    "Op",
-    "WebSocket",
-    "WebSocketExchange",
-    "WebSocketState",
-    "WebSocketStatistics",
-    "transition",
-]
+__all__ = ["Op", "WebSocket", "WebSocketState", "WebSocketStatistics", "transition"]
 
 
-def _size(message: str | bytes) -> int:
-    # What a message holds in memory; O(1) for str, unlike encoding it.
-    return sys.getsizeof(message) if isinstance(message, str) else len(message)
+class _ExchangeSide(Protocol):
+    """What a WebSocket needs of its exchange."""
 
+    scope: dict[str, Any]
+    params: dict[str, object]
+    buffer_size: int
 
-@final
-@attrs.frozen
-class WebSocketStatistics:
-    """A snapshot of a :class:`WebSocket`, for debugging (``websocket.statistics()``).
-
-    Attributes:
-        state: Where the conversation stands.
-        buffered_messages: Messages received and not read by the handler yet.
-        buffered_bytes: Their size in memory, bounded by the app's
-            ``websocket_buffer_size`` (plus one message).
-    """
-
-    state: WebSocketState
-    buffered_messages: int
-    buffered_bytes: int
-
-
-class _Inbox:
-    """Messages from the client, bounded in bytes; the reader waits while it is full."""
-
-    __slots__ = ("_budget", "_has_room", "_incoming", "_outgoing", "buffered")
-
-    def __init__(self, budget: int) -> None:
-        self._budget = budget
-        self._outgoing, self._incoming = trio.open_memory_channel[str | bytes](math.inf)
-        self._has_room: trio.Event | None = None
-        self.buffered = 0
-
-    async def put(self, message: str | bytes) -> None:
-        """Queue ``message``, waiting while the inbox is full (one message always fits).
-
-        Cancellation:
-            A checkpoint; the wait ends with the reader's scope.
-        """
-        size = _size(message)
-        while self.buffered and self.buffered + size > self._budget:
-            self._has_room = trio.Event()
-            await self._has_room.wait()
-        await trio.lowlevel.checkpoint()
-        self.buffered += size
-        try:
-            self._outgoing.send_nowait(message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.buffered -= size  # close() stopped the handler's reading: dropped
-
-    async def get(self) -> str | bytes:
-        """The next message.
-
-        Raises:
-            trio.EndOfChannel: No more will come.
-        """
-        try:
-            message = await self._incoming.receive()
-        except trio.ClosedResourceError:
-            raise trio.EndOfChannel from None
-        self.buffered -= _size(message)
-        if self._has_room is not None:
-            self._has_room.set()
-        return message
-
-    def statistics(self) -> tuple[int, int]:
-        return self._incoming.statistics().current_buffer_used, self.buffered
-
-    def end(self) -> None:
-        """No more messages will come (those queued are still delivered)."""
-        self._outgoing.close()
-
-    def stop_reading(self) -> None:
-        """The handler reads no more: later messages are dropped."""
-        self._incoming.close()
+    @property
+    def send(self) -> Callable[[dict[str, Any]], Awaitable[None]]: ...
+    def abort(self) -> None: ...
 
 
 @final
@@ -156,10 +76,10 @@ class WebSocket(metaclass=NoPublicConstructor):
     keeps returning what the client sends until it acknowledges.
     """
 
-    def __init__(self, exchange: WebSocketExchange) -> None:
+    def __init__(self, exchange: _ExchangeSide) -> None:
         self._exchange = exchange
         self._state = WebSocketState.CONNECTING
-        self._inbox = _Inbox(exchange.buffer_size)
+        self._inbox = Inbox(exchange.buffer_size)
         self._peer_gone = trio.Event()
         self._send_lock = trio.Lock()
         self.close_code: int | None = None
@@ -409,146 +329,3 @@ class WebSocket(metaclass=NoPublicConstructor):
 
     def __repr__(self) -> str:
         return f"<WebSocket {self._exchange.scope.get('path')} {self._state.value}>"
-
-
-class WebSocketExchange(Exchange):
-    """The scope of one WebSocket connection."""
-
-    __slots__ = ("_outcome", "_peer_gone", "_reader_scope", "buffer_size", "websocket")
-
-    def __init__(
-        self,
-        app: object,
-        hooks: Hooks,
-        endpoint: Endpoint,
-        params: dict[str, object],
-        scope: dict[str, Any],
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        super().__init__(app, hooks, endpoint, params, scope, receive, send)
-        self.buffer_size: int = getattr(app, "websocket_buffer_size", 4 * 1024 * 1024)
-        self._outcome: Outcome | None = None
-        self._peer_gone = False
-        self._reader_scope = trio.CancelScope()
-        self.websocket = WebSocket._create(self)
-
-    async def run(self) -> None:
-        """Run the handler with a reader alongside.
-
-        Cancellation:
-            The client leaving cancels the handler and its nursery (unless the
-            route opts out); a cancellation from outside propagates unchanged.
-        """
-        self.started_at = time.perf_counter()
-        websocket = self.websocket
-        handler_cancelled = False
-        try:
-            async with trio.open_nursery() as reader_nursery:
-                reader_nursery.start_soon(self._read)
-                try:
-                    handler_cancelled = await self._run_handler(websocket)
-                finally:
-                    self._reader_scope.cancel()
-        finally:
-            websocket._dispose()
-            self.finish(self._outcome, handler_cancelled, quiet=not handler_cancelled)
-
-    async def _refuse(self, response: Any) -> None:
-        response = to_response(response)
-        headers = {"content-type": response.media_type or "text/plain"}
-        await self.websocket.reject(response.status, response.body, headers)
-
-    async def _run_handler(self, websocket: WebSocket) -> bool:
-        failed = False
-        try:
-            for before in self.hooks.before_websocket:
-                refusal = await before(websocket)
-                if refusal is not None:
-                    await self._refuse(refusal)
-                    return False
-            # Checked before the handshake; injected objects are bound in the scope.
-            data = request_data(self, None) if self.endpoint.plan.data_binders else {}
-        except HTTPError as error:
-            # Query, header or cookie values that do not fit: refuse the handshake.
-            await self._refuse(error_response(error))
-            return False
-        try:
-            with trio.CancelScope() as cancel_scope:
-                self.cancel_scope = cancel_scope
-                if self.endpoint.needs_nursery:
-                    async with trio.open_nursery() as nursery:
-                        self.nursery = nursery
-                        await self.endpoint.handler(**self.endpoint.injected(self), **data)
-                else:
-                    await self.endpoint.handler(**self.endpoint.injected(self), **data)
-        except Exception as error:
-            failed = True
-            self._fail(error)
-        except BaseExceptionGroup as group:
-            failures, others = group.split(Exception)
-            if failures is not None:
-                failed = True
-                self._fail(failures)
-            if others is not None:
-                raise others from None
-        state = websocket.state
-        if state is WebSocketState.CONNECTING:
-            # Ending before accept() is a refusal: the server answers 403.
-            await self.send({"type": "websocket.close", "code": 1008})
-        elif state is WebSocketState.CONNECTED:
-            await self.send({"type": "websocket.close", "code": 1011 if failed else 1000})
-        return cancel_scope.cancelled_caught
-
-    def _fail(self, error: BaseException) -> None:
-        self._outcome = Outcome.FAILED
-        self.log_failure(error)
-
-    async def _read(self) -> None:
-        """Drain receive() into the WebSocket's inbox; notice the client leaving."""
-        websocket = self.websocket
-        limit = self.endpoint.max_body_size  # a WebSocket route's max_message_size
-        with self._reader_scope:
-            while True:
-                message = await self.receive()
-                kind = message.get("type")
-                if kind == "websocket.receive":
-                    text = message.get("text")
-                    payload = text if text is not None else message.get("bytes") or b""
-                    if len(payload) > limit:
-                        await self._too_big(len(payload), limit)
-                        return
-                    # Waits while the inbox is full: backpressure to the client.
-                    await websocket._inbox.put(payload)
-                elif kind == "websocket.disconnect":
-                    self._on_disconnect(int(message.get("code", 1006)), message.get("reason") or "")
-                    return
-
-    async def _too_big(self, size: int, limit: int) -> None:
-        logger.info(
-            "%s: closed with 1009, a message of %d bytes exceeds max_message_size %d",
-            self.describe(),
-            size,
-            limit,
-        )
-        reason = f"message too big (over {limit} bytes)"
-        await self.send({"type": "websocket.close", "code": 1009, "reason": reason})
-        self._on_disconnect(1009, reason)
-
-    def _on_disconnect(self, code: int, reason: str) -> None:
-        if self.websocket._on_peer_gone(code, reason):
-            self._peer_gone = True
-            if self._outcome is None:
-                self._outcome = Outcome.DISCONNECTED
-            effect = Effect.TRIP_TOKEN
-            if self.endpoint.cancel_on_disconnect:
-                effect |= Effect.CANCEL_SCOPE
-            self.apply(effect)
-
-    def client_gone(self) -> bool:
-        return self._peer_gone
-
-    def abort(self) -> None:
-        if self._outcome is None:
-            self._outcome = Outcome.ABORTED
-        self.apply(Effect.CANCEL_SCOPE)

@@ -1,0 +1,173 @@
+"""The scope of one WebSocket connection: a reader beside the handler, in one request scope.
+
+See ``_websocket`` for the theory of operation. The reader drains
+``receive()`` into the WebSocket's inbox, refuses messages over the route's
+limit with 1009, and turns ``websocket.disconnect`` into the token being set
+and the scope cancelled, as a disconnect does for HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import trio
+
+from ._endpoint import Endpoint, Hooks
+from ._errors import HTTPError
+from ._exchange import Exchange, Receive, Send
+from ._http_state import Effect
+from ._outcome import Outcome
+from ._pipeline import request_data
+from ._response import error_response, to_response
+from ._websocket import WebSocket, WebSocketState
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+logger = logging.getLogger("trioweb")
+
+
+class WebSocketExchange(Exchange):
+    """The scope of one WebSocket connection."""
+
+    __slots__ = ("_outcome", "_peer_gone", "_reader_scope", "buffer_size", "websocket")
+
+    def __init__(
+        self,
+        app: object,
+        hooks: Hooks,
+        endpoint: Endpoint,
+        params: dict[str, object],
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        super().__init__(app, hooks, endpoint, params, scope, receive, send)
+        self.buffer_size: int = getattr(app, "websocket_buffer_size", 4 * 1024 * 1024)
+        self._outcome: Outcome | None = None
+        self._peer_gone = False
+        self._reader_scope = trio.CancelScope()
+        self.websocket = WebSocket._create(self)
+
+    async def run(self) -> None:
+        """Run the handler with a reader alongside.
+
+        Cancellation:
+            The client leaving cancels the handler and its nursery (unless the
+            route opts out); a cancellation from outside propagates unchanged.
+        """
+        self.started_at = time.perf_counter()
+        websocket = self.websocket
+        handler_cancelled = False
+        try:
+            async with trio.open_nursery() as reader_nursery:
+                reader_nursery.start_soon(self._read)
+                try:
+                    handler_cancelled = await self._run_handler(websocket)
+                finally:
+                    self._reader_scope.cancel()
+        finally:
+            websocket._dispose()
+            self.finish(self._outcome, handler_cancelled, quiet=not handler_cancelled)
+
+    async def _refuse(self, response: Any) -> None:
+        response = to_response(response)
+        headers = {"content-type": response.media_type or "text/plain"}
+        await self.websocket.reject(response.status, response.body, headers)
+
+    async def _run_handler(self, websocket: WebSocket) -> bool:
+        failed = False
+        try:
+            for before in self.hooks.before_websocket:
+                refusal = await before(websocket)
+                if refusal is not None:
+                    await self._refuse(refusal)
+                    return False
+            # Checked before the handshake; injected objects are bound in the scope.
+            data = request_data(self, None) if self.endpoint.plan.data_binders else {}
+        except HTTPError as error:
+            # Query, header or cookie values that do not fit: refuse the handshake.
+            await self._refuse(error_response(error))
+            return False
+        try:
+            with trio.CancelScope() as cancel_scope:
+                self.cancel_scope = cancel_scope
+                if self.endpoint.needs_nursery:
+                    async with trio.open_nursery() as nursery:
+                        self.nursery = nursery
+                        await self.endpoint.handler(**self.endpoint.injected(self), **data)
+                else:
+                    await self.endpoint.handler(**self.endpoint.injected(self), **data)
+        except Exception as error:
+            failed = True
+            self._fail(error)
+        except BaseExceptionGroup as group:
+            failures, others = group.split(Exception)
+            if failures is not None:
+                failed = True
+                self._fail(failures)
+            if others is not None:
+                raise others from None
+        state = websocket.state
+        if state is WebSocketState.CONNECTING:
+            # Ending before accept() is a refusal: the server answers 403.
+            await self.send({"type": "websocket.close", "code": 1008})
+        elif state is WebSocketState.CONNECTED:
+            await self.send({"type": "websocket.close", "code": 1011 if failed else 1000})
+        return cancel_scope.cancelled_caught
+
+    def _fail(self, error: BaseException) -> None:
+        self._outcome = Outcome.FAILED
+        self.log_failure(error)
+
+    async def _read(self) -> None:
+        """Drain receive() into the WebSocket's inbox; notice the client leaving."""
+        websocket = self.websocket
+        limit = self.endpoint.max_body_size  # a WebSocket route's max_message_size
+        with self._reader_scope:
+            while True:
+                message = await self.receive()
+                kind = message.get("type")
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    payload = text if text is not None else message.get("bytes") or b""
+                    if len(payload) > limit:
+                        await self._too_big(len(payload), limit)
+                        return
+                    # Waits while the inbox is full: backpressure to the client.
+                    await websocket._inbox.put(payload)
+                elif kind == "websocket.disconnect":
+                    self._on_disconnect(int(message.get("code", 1006)), message.get("reason") or "")
+                    return
+
+    async def _too_big(self, size: int, limit: int) -> None:
+        logger.info(
+            "%s: closed with 1009, a message of %d bytes exceeds max_message_size %d",
+            self.describe(),
+            size,
+            limit,
+        )
+        reason = f"message too big (over {limit} bytes)"
+        await self.send({"type": "websocket.close", "code": 1009, "reason": reason})
+        self._on_disconnect(1009, reason)
+
+    def _on_disconnect(self, code: int, reason: str) -> None:
+        if self.websocket._on_peer_gone(code, reason):
+            self._peer_gone = True
+            if self._outcome is None:
+                self._outcome = Outcome.DISCONNECTED
+            effect = Effect.TRIP_TOKEN
+            if self.endpoint.cancel_on_disconnect:
+                effect |= Effect.CANCEL_SCOPE
+            self.apply(effect)
+
+    def client_gone(self) -> bool:
+        return self._peer_gone
+
+    def abort(self) -> None:
+        if self._outcome is None:
+            self._outcome = Outcome.ABORTED
+        self.apply(Effect.CANCEL_SCOPE)
