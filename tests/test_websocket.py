@@ -46,7 +46,7 @@ S, OP = WebSocketState, Op
         (S.CONNECTED, OP.REJECT, "already accepted"),
         (S.CONNECTED, OP.CLOSE, S.CLOSE_SENT),
         (S.CONNECTED, OP.PEER_GONE, S.CLOSED),
-        (S.CLOSE_SENT, OP.SEND, "cannot send after close() or close_output()"),
+        (S.CLOSE_SENT, OP.SEND, "cannot send: close() or close_output() was called"),
         (S.CLOSE_SENT, OP.RECEIVE, S.CLOSE_SENT),
         (S.CLOSE_SENT, OP.CLOSE, S.CLOSE_SENT),
         (S.CLOSE_SENT, OP.PEER_GONE, S.CLOSED),
@@ -81,18 +81,22 @@ def test_transition(state: WebSocketState, op: Op, expected: object) -> None:
 
 
 def test_every_pair_is_decided() -> None:
-    """No (state, op) pair falls through: each gives a state or a WebSocketError."""
+    """Each (state, op) pair gives a state, or an error of the right kind said once."""
     for state in WebSocketState:
         for op in Op:
-            message = None
             try:
                 result = transition(state, op)
             except WebSocketStateError as error:
                 message = str(error)
+                assert message.startswith(f"cannot {op.value}: "), message
+                assert message.count("cannot") == 1, message  # not "cannot send: cannot send"
+                if state is WebSocketState.DISPOSED:
+                    assert isinstance(error, WebSocketDisposedError)
+                elif state is WebSocketState.ABORTED:
+                    assert isinstance(error, WebSocketAbortedError)
             else:
                 assert isinstance(result, WebSocketState)
-            if message is not None:
-                assert message.startswith(f"cannot {op.value}")
+                assert op is not Op.SEND or state is WebSocketState.CONNECTED
 
 
 @pytest.fixture
@@ -207,7 +211,7 @@ async def test_misuse_errors_name_what_happened(app: App, probe: Probe) -> None:
     assert probe.errors == [
         "cannot send: call accept() before sending",
         "cannot accept: accept() was already called",
-        "cannot send: cannot send after close() or close_output()",
+        "cannot send: close() or close_output() was called",
     ]
     (socket,) = probe.objects
     with pytest.raises(WebSocketDisposedError, match="handler has returned"):
@@ -285,10 +289,10 @@ async def test_close_returns_once_the_client_acknowledges(server: Server, probe:
 async def test_close_gives_up_after_its_timeout(server: Server, probe: Probe) -> None:
     client, _ = await RawWebSocket.connect(server.port, "/close?timeout=0.2")
     assert isinstance(await client.next_event(), CloseConnection)
-    started = trio.current_time()
     with trio.fail_after(5):
-        await probe.done.wait()  # never acknowledged
-    assert trio.current_time() - started >= 0.1  # it did wait, for lack of an answer
+        # Never acknowledged: close() returns on its own, by its timeout (0.2 s);
+        # without one it would wait forever, and this bound would fail the test.
+        await probe.done.wait()
     assert probe.record[0] == "close returned"
     await client.drop()
 

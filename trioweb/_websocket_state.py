@@ -63,7 +63,7 @@ _WHY: Mapping[tuple[WebSocketState, Op], str] = {
     (_S.CONNECTING, _O.RECEIVE): "call accept() before receiving",
     (_S.CONNECTED, _O.ACCEPT): "accept() was already called",
     (_S.CONNECTED, _O.REJECT): "the handshake was already accepted; use close() instead",
-    (_S.CLOSE_SENT, _O.SEND): "cannot send after close() or close_output()",
+    (_S.CLOSE_SENT, _O.SEND): "close() or close_output() was called",
     (_S.CLOSED, _O.SEND): "the WebSocket is closed",
 }
 
