@@ -8,11 +8,13 @@ leaving mid-handler or mid-stream is noticed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import pytest
 import trio
 import trio.testing
@@ -95,6 +97,14 @@ def app(probe: Probe) -> App:
         await probe.hold(WAIT)
         return "too late"
 
+    @app.get("/fast")
+    async def fast() -> str:  # no await: no scope; only the early watcher guards its send
+        return "fast"
+
+    @app.get("/big")
+    async def big() -> bytes:  # no await either, and more than any flow-control window
+        return b"x" * (4 * 1024 * 1024)
+
     @app.get("/stream")
     async def stream() -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
@@ -144,3 +154,41 @@ async def test_tcp_close_mid_stream_cancels_and_closes_the_stream(
     with trio.fail_after(WAIT):
         await probe.done.wait()
     assert probe.record == ["stream closed after some"]
+
+
+async def test_a_handler_without_await(server: Server) -> None:
+    client = await H2Client.connect(server.port)
+    async with client.stream:
+        stream_id = await client.request("/fast")
+        assert await client.response(stream_id) == (200, b"fast")
+
+
+async def test_send_blocked_by_flow_control_ends_when_the_client_leaves(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A client that never grants more window: hypercorn's send() of the big
+    # body blocks. Only the watcher, started before the first send, can see
+    # the client leave and cancel it.
+    caplog.set_level(logging.INFO)
+    client = H2Client(await trio.open_tcp_stream("127.0.0.1", server.port))
+    client.connection.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024}
+    )
+    client.connection.initiate_connection()
+    await client.flush()
+    await client.request("/big")
+    received = 0
+    with trio.fail_after(WAIT):
+        while received < 1024:  # the window's worth, then the server must wait
+            for event in client.connection.receive_data(await client.stream.receive_some(65536)):
+                if isinstance(event, h2.events.DataReceived):
+                    received += len(event.data)
+            await client.flush()
+        await trio.testing.wait_all_tasks_blocked()
+    await client.stream.aclose()
+    with trio.fail_after(WAIT):
+        while not any("GET /big" in r.getMessage() for r in caplog.records):
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(0.01)  # bounded by fail_after: the server's unwinding is I/O
+    (line,) = [r.getMessage() for r in caplog.records if "GET /big" in r.getMessage()]
+    assert "client disconnected" in line

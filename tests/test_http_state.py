@@ -25,41 +25,42 @@ X = None  # cannot happen: a bug in trioweb
 # Written out by hand, one row per phase, one column per event, so that a
 # change to the table in the module must be made here too.
 COLUMNS = (
-    E.RETURNED,
-    E.HEAD,
-    E.CHUNK,
-    E.FINAL,
-    E.BODY,
-    E.BODY_END,
-    E.OVERFLOW,
-    E.DISCONNECT,
-    E.ABORT,
-    E.FINISH,
-)
+    E.RETURNED, E.HEAD, E.CHUNK, E.FINAL, E.DELIVERED, E.UNDELIVERED,
+    E.BODY, E.BODY_END, E.OVERFLOW, E.DISCONNECT, E.ABORT, E.FINISH,
+)  # fmt: skip
 ABORTING = F.CANCEL_SCOPE | F.CANCEL_IO
 OVERFLOWING = F.CANCEL_SCOPE | F.WAKE_READERS
+WAKE = F.WAKE_READERS
 EXPECTED: dict[Phase, tuple[tuple[Phase, Effect] | None, ...]] = {
     P.HANDLER: (
-        (P.RESPONDING, F.NONE), X, X, X, (P.HANDLER, F.NONE), (P.HANDLER, F.WAKE_READERS),
-        (P.HANDLER, OVERFLOWING), (P.HANDLER, GONE), (P.HANDLER, ABORTING), (P.DONE, F.NONE),
+        (P.RESPONDING, F.NONE), X, X, X, X, X,
+        (P.HANDLER, F.NONE), (P.HANDLER, WAKE), (P.HANDLER, OVERFLOWING),
+        (P.HANDLER, GONE), (P.HANDLER, ABORTING), (P.DONE, F.NONE),
     ),
     P.RESPONDING: (
-        X, (P.HEAD_SENT, F.SEND), X, X, (P.RESPONDING, F.NONE), (P.RESPONDING, F.WAKE_READERS),
-        (P.RESPONDING, F.WAKE_READERS), (P.RESPONDING, GONE), (P.RESPONDING, ABORTING),
-        (P.DONE, F.NONE),
+        X, (P.HEAD_SENT, F.SEND), X, X, X, X,
+        (P.RESPONDING, F.NONE), (P.RESPONDING, WAKE), (P.RESPONDING, WAKE),
+        (P.RESPONDING, GONE), (P.RESPONDING, ABORTING), (P.DONE, F.NONE),
     ),
     P.HEAD_SENT: (
-        X, X, (P.HEAD_SENT, F.SEND), (P.BODY_SENT, F.SEND), (P.HEAD_SENT, F.NONE),
-        (P.HEAD_SENT, F.WAKE_READERS), (P.HEAD_SENT, F.WAKE_READERS), (P.HEAD_SENT, GONE),
-        (P.HEAD_SENT, ABORTING), (P.DONE, F.NONE),
+        X, X, (P.HEAD_SENT, F.SEND), (P.FINISHING, F.SEND), X, X,
+        (P.HEAD_SENT, F.NONE), (P.HEAD_SENT, WAKE), (P.HEAD_SENT, WAKE),
+        (P.HEAD_SENT, GONE), (P.HEAD_SENT, ABORTING), (P.DONE, F.NONE),
+    ),
+    P.FINISHING: (
+        X, X, X, X, (P.BODY_SENT, F.NONE), (P.FINISHING, GONE),
+        (P.FINISHING, F.NONE), (P.FINISHING, WAKE), (P.FINISHING, WAKE),
+        (P.FINISHING, F.AWAIT_DELIVERY), (P.FINISHING, ABORTING), (P.DONE, F.NONE),
     ),
     P.BODY_SENT: (
-        X, X, X, X, (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE),
+        X, X, X, X, X, X,
+        (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE),
         (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.DONE, F.NONE),
     ),
     P.DONE: (
-        X, X, X, X, (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE),
-        (P.DONE, F.NONE), (P.DONE, F.NONE),
+        X, X, X, X, X, X,
+        (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE),
+        (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE),
     ),
 }  # fmt: skip
 
@@ -98,8 +99,10 @@ def test_a_response_moves_through_the_phases() -> None:
     state.handle(E.RETURNED)
     assert not state.response_started
     assert sent(state, HEAD, CHUNK, FINAL) == [F.SEND] * 3
-    assert state.phase is P.BODY_SENT
+    assert state.phase is P.FINISHING
     assert state.response_started
+    state.handle(E.DELIVERED)
+    assert state.phase is P.BODY_SENT
     # hypercorn's http.disconnect after every complete response: the normal end.
     assert state.on_receive({"type": "http.disconnect"}) == F.NONE
     assert state.outcome is None
@@ -114,6 +117,22 @@ def test_a_disconnect_mid_response_trips_once_and_skips_later_sends() -> None:
     assert (state.outcome, state.peer_gone, state.stopped) == (Outcome.DISCONNECTED, True, True)
     assert state.on_disconnect() == F.NONE  # said once
     assert sent(state, CHUNK, FINAL) == [F.NONE, F.NONE]
+
+
+@pytest.mark.parametrize("multiplexed", [False, True])
+def test_a_disconnect_while_the_final_message_is_sent(multiplexed: bool) -> None:
+    state = HTTPState(100, multiplexed=multiplexed)
+    state.handle(E.RETURNED)
+    sent(state, HEAD, FINAL)
+    if not multiplexed:  # HTTP/1.1: hypercorn's normal end, queued from inside the send
+        assert state.on_disconnect() == F.NONE
+        assert not state.peer_gone
+        return
+    assert state.on_disconnect() == F.AWAIT_DELIVERY  # HTTP/2: it may be stuck
+    assert not state.peer_gone
+    assert state.on_undelivered() == GONE
+    assert (state.peer_gone, state.outcome) == (True, Outcome.DISCONNECTED)
+    assert state.on_undelivered() == F.NONE
 
 
 def test_route_that_runs_on_after_a_disconnect_keeps_its_scope() -> None:
@@ -186,4 +205,4 @@ def test_sending_out_of_order_is_a_bug() -> None:
         state.on_send(CHUNK)  # a body before the head
     sent(state, HEAD, FINAL)
     with pytest.raises(HTTPStateError):
-        state.on_send(FINAL)  # after the end
+        state.on_send(FINAL)  # the end, twice

@@ -149,14 +149,23 @@ async def test_unregister_from_a_thread_before_the_trio_thread_ran_it() -> None:
     token = make_token()
     token._trip()
     record: list[str] = []
+    results: list[bool] = []
+    done = threading.Event()
 
-    def in_thread() -> tuple[bool, bool]:
+    def worker() -> None:
         registration = token.register(record.append, "ran")
-        return registration.unregister(), registration.unregister()
+        results.extend([registration.unregister(), registration.unregister()])
+        done.set()
 
-    assert await trio.to_thread.run_sync(in_thread) == (True, False)
-    await trio.testing.wait_all_tasks_blocked()
-    assert record == []  # removed before the Trio thread got to it
+    thread = threading.Thread(target=worker)
+    thread.start()
+    # Keep the Trio thread busy meanwhile, so it cannot run the callback first
+    # (bounded, and on purpose: that is the race being tested).
+    assert done.wait(timeout=10)
+    thread.join(timeout=10)
+    assert results == [True, False]
+    await trio.testing.wait_all_tasks_blocked()  # the Trio thread gets to it now
+    assert record == []  # and skips it: it was removed
     assert token.statistics().callbacks_run == 0
 
 

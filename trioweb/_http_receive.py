@@ -35,10 +35,16 @@ from typing import Any
 import trio
 
 from ._errors import IOCancelledError
-from ._http_state import BodyState, Effect, HTTPState
+from ._http_state import BodyState, Effect, Event, HTTPState, Phase
 from ._hypercorn import receive_nowait_of
 
 logger = logging.getLogger("trioweb")
+
+
+#: Seconds an HTTP/2 final send may take to come back after a disconnect
+#: before it counts as stuck on a gone client (see ``_http_state.FINISHING``);
+#: a send that completes comes back within microseconds.
+DELIVERY_GRACE = 1.0
 
 
 class Owner(enum.Enum):
@@ -52,11 +58,33 @@ class Owner(enum.Enum):
 class PendingIO:
     """The body read or response write under way: what ``cancel_io()`` and a disconnect cancel."""
 
-    __slots__ = ("_cancelled", "scope")
+    __slots__ = ("_cancelled", "_delivered", "scope")
 
     def __init__(self) -> None:
         self.scope: trio.CancelScope | None = None
         self._cancelled = False
+        self._delivered: trio.Event | None = None
+
+    def sent(self, state: HTTPState) -> None:
+        """A send came back: if it was the final body message, the response is delivered."""
+        if state.phase is Phase.FINISHING:
+            state.handle(Event.DELIVERED)
+            if self._delivered is not None:
+                self._delivered.set()
+
+    async def wait_delivered(self, state: HTTPState, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for the final send to come back.
+
+        Cancellation:
+            Never cancelled (it runs in the watcher, a system task); bounded by ``grace``.
+        """
+        if state.phase is not Phase.FINISHING:
+            await trio.lowlevel.checkpoint()
+            return True
+        self._delivered = trio.Event()
+        with trio.move_on_after(grace):
+            await self._delivered.wait()
+        return state.phase is not Phase.FINISHING
 
     def cancel(self, *, by_app: bool) -> None:
         if self.scope is not None:
@@ -97,10 +125,12 @@ class Receiver:
         self._body_event: trio.Event | None = None
         self.owner = Owner.NOBODY
 
-    def _take(self, message: dict[str, Any]) -> None:
+    def _take(self, message: dict[str, Any]) -> Effect:
         if message.get("type") == "http.disconnect":
             self.owner = Owner.ENDED
-        self._apply(self._state.on_receive(message))
+        effect = self._state.on_receive(message)
+        self._apply(effect)
+        return effect
 
     def wake_readers(self) -> None:
         if self._body_event is not None:
@@ -121,7 +151,11 @@ class Receiver:
         # http.disconnect that every server sends, so it never holds a request up.
         try:
             while self.owner is not Owner.ENDED:
-                self._take(await self._receive())
+                effect = self._take(await self._receive())
+            if effect & Effect.AWAIT_DELIVERY and not await self._io.wait_delivered(
+                self._state, DELIVERY_GRACE
+            ):
+                self._apply(self._state.on_undelivered())  # stuck on a gone client
         except Exception:
             # Never raise: in a system task an error would end the whole run.
             logger.exception("trioweb's disconnect watcher failed")

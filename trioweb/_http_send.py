@@ -175,9 +175,13 @@ async def guarded_send(side: SendSide, message: dict[str, Any]) -> bool:
         Interrupted by a disconnect (silently: there is nobody to send to)
         and by ``cancel_io()`` (raises :class:`~trioweb.IOCancelledError`).
     """
-    if side.state.on_send(message) & Effect.SEND:
-        with trio.CancelScope() as side.io.scope:
+    state = side.state
+    if state.on_send(message) & Effect.SEND:
+        with trio.CancelScope() as scope:
+            side.io.scope = scope
             await side.send(message)
+        if not scope.cancelled_caught:
+            side.io.sent(state)
         await side.io.finish("response write")
     else:
         await trio.lowlevel.checkpoint()
@@ -217,6 +221,7 @@ async def send_lowered(side: SendSide, lowered: Lowered, *, incomplete: bool = F
                 await side.send(head)
             if not incomplete and state.on_send(final) & Effect.SEND:
                 await side.send(final)
+                side.io.sent(state)
         return
     side.watch()  # a body produced over time blocks: its client must be watched
 

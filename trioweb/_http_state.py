@@ -8,14 +8,24 @@ means.
 
 The phases, in order::
 
-    HANDLER ──RETURNED──> RESPONDING ──HEAD──> HEAD_SENT ──FINAL──> BODY_SENT
-       │                      │                   │ CHUNK ↺            │
-       └──────────────────────┴───────────────────┴──── FINISH ──> DONE <┘
+    HANDLER ─RETURNED─> RESPONDING ─HEAD─> HEAD_SENT ─FINAL─> FINISHING ─DELIVERED─> BODY_SENT
+                                           CHUNK ↺
+    (any phase) ─FINISH─> DONE
 
-A disconnect before ``BODY_SENT`` means the client went away: the token is
+A disconnect before ``FINISHING`` means the client went away: the token is
 tripped, pending I/O cancelled, body readers woken and (if the route says so)
 the request scope cancelled. In ``BODY_SENT`` and ``DONE`` it is the normal end:
 hypercorn says ``http.disconnect`` after every complete response.
+
+``FINISHING`` is the time the final body message is in the server's hands. A
+disconnect then is ambiguous: hypercorn queues its normal-end
+``http.disconnect`` from inside that very send, but a client that left while
+the send was stuck looks the same. Over HTTP/1.1 it is taken as the normal
+end (hypercorn shields its socket writes, so nothing could interrupt one
+anyway). Over HTTP/2 a send can wait forever for flow control from a client
+that is gone, so the effect is ``AWAIT_DELIVERY``: the watcher gives the send a
+moment to come back (``DELIVERED``), and if it does not, reports
+``UNDELIVERED``, which counts as the client leaving.
 
 The body is buffered here, up to ``max_body_size``, whoever drains
 ``receive()``. Past the limit it is discarded; while the handler still runs,
@@ -42,6 +52,7 @@ class Phase(enum.Enum):
     HANDLER = "handler"  # hooks and the handler run
     RESPONDING = "responding"  # the response is chosen; nothing sent yet
     HEAD_SENT = "head sent"  # http.response.start was handed to the server
+    FINISHING = "finishing"  # the final body message is in the server's hands
     BODY_SENT = "body sent"  # the final body message was handed over: complete
     DONE = "done"  # the exchange has ended
 
@@ -53,6 +64,8 @@ class Event(enum.Enum):
     HEAD = "head"  # http.response.start is to be sent
     CHUNK = "chunk"  # a body message with more to come
     FINAL = "final"  # the last body message
+    DELIVERED = "delivered"  # the server took the last body message
+    UNDELIVERED = "undelivered"  # it did not, and the client is gone
     BODY = "body"  # a request body message with more to come
     BODY_END = "body end"  # the last request body message
     OVERFLOW = "overflow"  # the request body passed max_body_size
@@ -70,6 +83,7 @@ class Effect(enum.Flag):
     CANCEL_SCOPE = enum.auto()  # cancel the request scope
     CANCEL_IO = enum.auto()  # cancel a pending body read or response write
     WAKE_READERS = enum.auto()  # body readers look again
+    AWAIT_DELIVERY = enum.auto()  # see FINISHING: wait a moment for the final send
 
 
 class BodyState(enum.Enum):
@@ -85,19 +99,26 @@ class HTTPStateError(RuntimeError):
 
 _P, _E, _F = Phase, Event, Effect
 _GONE = _F.TRIP_TOKEN | _F.CANCEL_SCOPE | _F.CANCEL_IO | _F.WAKE_READERS
-_LIVE = (_P.HANDLER, _P.RESPONDING, _P.HEAD_SENT)  # the client still waits for something
+_STARTED = (_P.HEAD_SENT, _P.FINISHING)
+_LIVE = (_P.HANDLER, _P.RESPONDING, *_STARTED)  # the client still waits for something
 _OVER = (_P.BODY_SENT, _P.DONE)
 TABLE: Mapping[tuple[Phase, Event], tuple[Phase, Effect]] = {
     (_P.HANDLER, _E.RETURNED): (_P.RESPONDING, _F.NONE),
     (_P.RESPONDING, _E.HEAD): (_P.HEAD_SENT, _F.SEND),
     (_P.HEAD_SENT, _E.CHUNK): (_P.HEAD_SENT, _F.SEND),
-    (_P.HEAD_SENT, _E.FINAL): (_P.BODY_SENT, _F.SEND),
+    (_P.HEAD_SENT, _E.FINAL): (_P.FINISHING, _F.SEND),
+    (_P.FINISHING, _E.DELIVERED): (_P.BODY_SENT, _F.NONE),
+    (_P.FINISHING, _E.UNDELIVERED): (_P.FINISHING, _GONE),
     (_P.HANDLER, _E.OVERFLOW): (_P.HANDLER, _F.CANCEL_SCOPE | _F.WAKE_READERS),
-    **{(phase, _E.OVERFLOW): (phase, _F.WAKE_READERS) for phase in (_P.RESPONDING, _P.HEAD_SENT)},
+    **{(phase, _E.OVERFLOW): (phase, _F.WAKE_READERS) for phase in (_P.RESPONDING, *_STARTED)},
     **{(phase, _E.BODY): (phase, _F.NONE) for phase in Phase},
     **{(phase, _E.BODY_END): (phase, _F.WAKE_READERS) for phase in _LIVE},
     **{(phase, event): (phase, _F.NONE) for phase in _OVER for event in (_E.BODY_END, _E.OVERFLOW)},
-    **{(phase, _E.DISCONNECT): (phase, _GONE) for phase in _LIVE},
+    **{
+        (phase, _E.DISCONNECT): (phase, _GONE)
+        for phase in (_P.HANDLER, _P.RESPONDING, _P.HEAD_SENT)
+    },
+    (_P.FINISHING, _E.DISCONNECT): (_P.FINISHING, _F.AWAIT_DELIVERY),
     **{(phase, _E.DISCONNECT): (phase, _F.NONE) for phase in _OVER},
     **{(phase, _E.ABORT): (phase, _F.CANCEL_SCOPE | _F.CANCEL_IO) for phase in _LIVE},
     **{(phase, _E.ABORT): (phase, _F.NONE) for phase in _OVER},
@@ -114,10 +135,13 @@ class HTTPState:
         max_body_size: Bytes of request body buffered before it overflows.
         cancel_on_disconnect: The route's policy: whether a disconnect
             cancels the request scope (the token is tripped either way).
+        multiplexed: HTTP/2 or 3, where a send can wait forever for a gone
+            client (see ``FINISHING``).
     """
 
     max_body_size: int
     cancel_on_disconnect: bool = True
+    multiplexed: bool = False
     phase: Phase = attrs.field(init=False, default=Phase.HANDLER)
     #: The first way the exchange went wrong, or None while nothing did.
     outcome: Outcome | None = attrs.field(init=False, default=None)
@@ -152,7 +176,7 @@ class HTTPState:
 
     @property
     def response_started(self) -> bool:
-        return self.phase is Phase.HEAD_SENT or self.phase is Phase.BODY_SENT
+        return self.phase in _STARTED or self.phase is Phase.BODY_SENT
 
     # ---- what the server says ----
 
@@ -170,6 +194,17 @@ class HTTPState:
         if self.peer_gone:
             return Effect.NONE  # already handled
         effect = self.handle(Event.DISCONNECT)
+        if effect is Effect.AWAIT_DELIVERY:
+            return effect if self.multiplexed else Effect.NONE
+        return self._client_left(effect)
+
+    def on_undelivered(self) -> Effect:
+        """The final send did not come back after a disconnect: the client is gone."""
+        if self.peer_gone:
+            return Effect.NONE
+        return self._client_left(self.handle(Event.UNDELIVERED))
+
+    def _client_left(self, effect: Effect) -> Effect:
         if effect:
             self.peer_gone = True
             self.set_outcome(Outcome.DISCONNECTED)

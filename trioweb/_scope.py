@@ -47,6 +47,7 @@ from ._files import FileResponse
 from ._http_receive import Owner, PendingIO, Receiver
 from ._http_send import incomplete_head, lower, lower_file, send_lowered
 from ._http_state import Effect, Event, HTTPState, Phase
+from ._hypercorn import watch_from_start
 from ._outcome import Outcome
 from ._pipeline import AnyResponse, answer_status, request_data, run_pipeline
 from ._request import Request
@@ -112,7 +113,9 @@ class HTTPExchange(Exchange):
         send: Send,
     ) -> None:
         super().__init__(app, hooks, endpoint, params, scope, receive, send)
-        self.state = HTTPState(endpoint.max_body_size, endpoint.cancel_on_disconnect)
+        self.state = HTTPState(
+            endpoint.max_body_size, endpoint.cancel_on_disconnect, watch_from_start(scope)
+        )
         self.io = PendingIO()
         self.close_connection = False
         self._receiver: Receiver | None = None
