@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -12,13 +13,18 @@ import trio.testing
 
 from trioweb import (
     App,
+    DisconnectToken,
+    EventStream,
     HTTPError,
+    IOCancelledError,
     Request,
     Response,
     Server,
+    StreamingResponse,
     WebSocket,
     WebSocketClosed,
     WebSocketStateError,
+    serve,
     shielded,
 )
 from trioweb.testing import TestClient, WebSocketRejected
@@ -395,3 +401,117 @@ async def test_unsupported_return_value_names_the_handler_without_noise(
         error = record.exc_info[1]
         assert error is not None
         assert not isinstance(error.__context__, StopIteration), "no StopIteration noise"
+
+
+# ---- routes that run on after a disconnect (cancel_on_disconnect=False) ----
+
+
+def runs_on_app(probe: Probe) -> App:
+    app = App()
+
+    @app.post("/pay", cancel_on_disconnect=False)
+    async def pay(request: Request, token: DisconnectToken) -> str:
+        try:
+            await request.body()
+        except IOCancelledError as error:
+            probe.record.append(f"body: {error}")
+        probe.record.append(f"token set: {token.is_set()}")
+        await trio.lowlevel.checkpoint()  # not cancelled: the route runs on
+        probe.record.append("finished")
+        return "receipt"
+
+    async def counting(kind: str) -> AsyncIterator[str]:
+        sent = 0
+        try:
+            while sent < 1000:
+                yield f"{kind} {sent}\n"
+                sent += 1
+                await trio.sleep(0.01)
+        finally:
+            probe.record.append(f"{kind} closed after {sent}")
+            probe.done.set()
+
+    @app.get("/stream", cancel_on_disconnect=False)
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(counting("stream"))
+
+    @app.get("/events", cancel_on_disconnect=False)
+    async def events() -> EventStream:
+        return EventStream(counting("events"))
+
+    return app
+
+
+async def test_runs_on_with_a_body_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    probe = Probe()
+    async with TestClient(runs_on_app(probe)) as client:
+        async with client.stream("POST", "/pay", upload=True) as call:
+            await call.send_body(b"half of it")
+            await trio.testing.wait_all_tasks_blocked()
+            await call.disconnect()
+        assert call.outcome == "disconnected"
+        assert not call.handler_cancelled
+    assert probe.record == [
+        "body: the client disconnected before sending the whole body",
+        "token set: True",
+        "finished",
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("path", ["/stream", "/events"])
+async def test_runs_on_but_a_stream_stops_when_its_client_left(
+    path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    probe = Probe()
+    async with TestClient(runs_on_app(probe)) as client:
+        async with client.stream("GET", path) as call:
+            assert await call.wait_response_start() == 200
+            assert await call.next_chunk()
+            await call.disconnect()
+        with trio.fail_after(5):
+            await probe.done.wait()
+    (closed,) = probe.record
+    sent = int(closed.rsplit(" ", 1)[1])
+    assert sent < 1000, closed  # closed early, and deterministically
+
+
+@pytest.fixture
+def stuck_app(probe: Probe) -> App:
+    app = App()
+
+    @app.get("/flood", timeout=0.3)
+    async def flood() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            probe.entered.set()
+            for _ in range(10_000):
+                yield b"x" * 65536  # far more than the socket buffers hold
+            probe.record.append("all sent")
+
+        return StreamingResponse(chunks())
+
+    return app
+
+
+async def test_timed_out_in_a_stuck_send_leaves_no_task_behind(
+    stuck_app: App, probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(serve, stuck_app, "127.0.0.1", 0)
+        await settle()
+        baseline = len(live_tasks())
+        stream = await connect(server.port)
+        await stream.send_all(request_bytes("GET", "/flood"))
+        with trio.fail_after(WAIT):
+            await probe.entered.wait()
+        # The route's deadline passes while the send is stuck on a client that
+        # does not read (hypercorn shields the write: nothing can interrupt it).
+        await trio.sleep(0.5)
+        await stream.aclose()
+        with trio.fail_after(WAIT):
+            while len(live_tasks()) > baseline:
+                await settle()
+                await trio.sleep(0.01)  # bounded: the server's unwinding is socket I/O
+        assert probe.record == []
+        server.shutdown()

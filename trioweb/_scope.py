@@ -162,6 +162,8 @@ class HTTPExchange(Exchange):
                     raise others from None
         finally:
             state.handle(Event.FINISH)
+            if self._receiver is not None:
+                self._receiver.release(abnormal=state.outcome is not None)
             self.finish(state.outcome, handler_cancelled)
 
     async def _in_scope(self, ready: AnyResponse | None) -> bool:
