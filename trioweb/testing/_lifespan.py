@@ -73,10 +73,9 @@ class Lifespan:
             raise LifespanFailed("startup", str(message.get("message", "")))
         self.supported = True
 
-    @property
-    def failure(self) -> BaseException | None:
-        """What the lifespan call raised while the app ran (an ``app.nursery`` task crashed)."""
-        return self._call.unseen_error
+    def raise_failure(self) -> None:
+        """Raise, once, what the lifespan call raised while the app ran (app.nursery crashed)."""
+        self._call.raise_error()
 
     async def shutdown(self, limit: float | None) -> None:
         """Ask the app to shut down and wait until its lifespan call ended.
@@ -89,6 +88,9 @@ class Lifespan:
             Bounded by ``limit`` on the wall clock (``AppDidNotRespond``).
         """
         if not self.supported:
+            return
+        if self._call.done.is_set():  # it crashed while the app ran
+            self._call.raise_error()
             return
         self._call.send_nowait({"type": "lifespan.shutdown"})
         message = await self._call.receive("finish its lifespan shutdown", limit)

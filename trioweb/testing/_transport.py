@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, final
 
@@ -151,8 +150,8 @@ class ASGITransport(httpx.AsyncBaseTransport):
                 "enter the transport before sending: "
                 "async with httpx.AsyncClient(transport=ASGITransport(app)) as client"
             )
-        if self.lifespan is not None and self.lifespan.failure is not None:
-            raise self.lifespan.failure  # an app.nursery task crashed: say so at once
+        if self.lifespan is not None:
+            self.lifespan.raise_failure()  # an app.nursery task crashed: say so at once
         return self._nursery
 
     def open_call(self, scope: dict[str, Any], describe: str) -> AppCall:
@@ -243,24 +242,27 @@ class ResponseBody(httpx.AsyncByteStream):
         self.complete = False
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            while not self.complete:
-                message = await self.call.receive("send the rest of the body", self.timeout)
-                if message is None:
-                    raise AppDidNotRespond(
-                        f"the app ended before its response body did ({self.call.describe})"
-                    )
-                check_type(message, "http.response.body")
-                if not message.get("more_body", False):
-                    self.complete = True
-                    self.call.disconnect()  # hypercorn says it after every response
-                body = message.get("body")
-                if body and not self.suppress:
-                    yield bytes(body)
-        finally:
-            if not self.complete:
-                self.call.disconnect()  # the reader stopped or was cancelled
+    def __aiter__(self) -> ResponseBody:
+        # An iterator, not an async generator: a reader that breaks out leaves
+        # nothing for the garbage collector to finalize, and aclose() (which
+        # httpx calls when the response closes) is what tells the app.
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self.complete:
+            message = await self.call.receive("send the rest of the body", self.timeout)
+            if message is None:
+                raise AppDidNotRespond(
+                    f"the app ended before its response body did ({self.call.describe})"
+                )
+            check_type(message, "http.response.body")
+            if not message.get("more_body", False):
+                self.complete = True
+                self.call.disconnect()  # hypercorn says it after every response
+            body = message.get("body")
+            if body and not self.suppress:
+                return bytes(body)
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Close the body: before its end, that is the client leaving.
