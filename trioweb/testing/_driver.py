@@ -58,6 +58,8 @@ class AppCall:
         self.error: BaseException | None = None
         self._error_seen = False
         self._disconnected = False
+        # What the client's own request body raised (a failing upload generator).
+        self.request_error: Exception | None = None
         self.cancel_scope = trio.CancelScope()
 
     def start(self, nursery: trio.Nursery) -> None:
@@ -74,12 +76,15 @@ class AppCall:
             # Readers get what the app sent, then EndOfChannel: "the app ended".
             self._from_app.close()
             self.done.set()
+            if self.scope.get("type") == "http":
+                self.disconnect()  # as hypercorn, once the app returned
 
     def send_nowait(self, message: Message) -> None:
         """Give the app a message (never blocks, works in a cancelled scope)."""
-        # The app may have ended already; a message for nobody is simply dropped.
-        if not self.done.is_set():
-            self._to_app.send_nowait(message)
+        # Even once the app returned: a task it left (trioweb's disconnect
+        # watcher) may still be reading. This side holds the receiving end, so
+        # the send cannot fail; unread messages go with the AppCall.
+        self._to_app.send_nowait(message)
 
     def disconnect(self) -> None:
         """Send ``http.disconnect``, once (the client left, or the response is complete)."""

@@ -125,6 +125,8 @@ class ASGITransport(httpx.AsyncBaseTransport):
                     await call.wait_done("finish", self.timeout)
                 except Exception as error:
                     self._errors.append(error)
+                if call.request_error is not None:  # no response reported it
+                    self._errors.append(call.request_error)
             if self.lifespan is not None:
                 try:
                     await self.lifespan.shutdown(self.timeout)
@@ -161,7 +163,9 @@ class ASGITransport(httpx.AsyncBaseTransport):
             scope["state"] = dict(self.lifespan.state)
         call = AppCall(self.app, scope, describe)
         # Calls that ended and were read are forgotten; the others are awaited at exit.
-        self._calls = [c for c in self._calls if not c.done.is_set() or c.unseen_error]
+        self._calls = [
+            c for c in self._calls if not c.done.is_set() or c.unseen_error or c.request_error
+        ]
         self._calls.append(call)
         call.start(nursery)
         return call
@@ -194,6 +198,9 @@ class ASGITransport(httpx.AsyncBaseTransport):
             else:
                 self.require_nursery().start_soon(self._pump, call, request)
             message = await call.receive("start the response", timeout)
+            if message is None and call.request_error is not None:
+                error, call.request_error = call.request_error, None
+                raise error  # as httpx raises it from a socket's write
             if message is None:
                 raise AppDidNotRespond(
                     f"the app ended without starting a response ({call.describe})"
@@ -219,8 +226,8 @@ class ASGITransport(httpx.AsyncBaseTransport):
                 if call.done.is_set():
                     return
                 call.send_nowait(body_message(chunk, final=False))
-        except Exception as error:  # the test's own body generator failed
-            self._errors.append(error)
+        except Exception as error:  # the test's own body generator failed: the client left
+            call.request_error = error
             call.disconnect()
             return
         call.send_nowait(body_message(b"", final=True))
@@ -251,6 +258,9 @@ class ResponseBody(httpx.AsyncByteStream):
     async def __anext__(self) -> bytes:
         while not self.complete:
             message = await self.call.receive("send the rest of the body", self.timeout)
+            if message is None and self.call.request_error is not None:
+                error, self.call.request_error = self.call.request_error, None
+                raise error  # as httpx raises it from a socket's write
             if message is None:
                 raise AppDidNotRespond(
                     f"the app ended before its response body did ({self.call.describe})"
