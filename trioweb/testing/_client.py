@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 The client is a thin layer over :class:`~trioweb.testing.ASGITransport`, the
 one ASGI driver: entering the client enters the transport (its nursery, the
-app's lifespan), and every request is encoded by httpx (``build_request`` of
-an ``httpx.AsyncClient`` that never sends), so URLs, queries, bodies and
-default headers are byte for byte what httpx puts on a socket, and the scope
-is the one hypercorn would build from them.
+app's lifespan), and every request is an ``httpx.Request``, so URLs, queries
+and bodies are byte for byte what httpx puts on a socket, and the scope is
+the one hypercorn would build from them. Unlike ``httpx.AsyncClient`` it adds
+no headers of its own beyond ``Host`` and the body's, keeps no cookies and
+follows no redirects: use httpx over the transport for those.
 
 ``request()`` and its shorthands return once the response is complete, as a
 real client does: the app's call goes on in the background (a request-nursery
