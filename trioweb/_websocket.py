@@ -37,7 +37,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol, final
+from typing import Any, Protocol, TypeVar, final
 
 import trio
 
@@ -65,6 +65,22 @@ class _ExchangeSide(Protocol):
     @property
     def send(self) -> Callable[[dict[str, Any]], Awaitable[None]]: ...
     def abort(self) -> None: ...
+
+
+def _raw_headers(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+
+
+_M = TypeVar("_M", str, bytes)
+
+
+def _expect(message: str | bytes, kind: type[_M]) -> _M:
+    if not isinstance(message, kind):
+        raise TypeError(
+            f"expected a {'text' if kind is str else 'binary'} message, got a "
+            f"{'binary' if kind is str else 'text'} one"
+        )
+    return message
 
 
 @final
@@ -129,9 +145,7 @@ class WebSocket(metaclass=NoPublicConstructor):
             A checkpoint; cancelled with the request scope.
         """
         self._state = transition(self._state, Op.ACCEPT)
-        raw = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-        ]
+        raw = _raw_headers(headers)
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": raw})
 
     async def reject(
@@ -150,10 +164,7 @@ class WebSocket(metaclass=NoPublicConstructor):
             await self._send({"type": "websocket.close", "code": 1008})
             return
         payload = body.encode() if isinstance(body, str) else bytes(body)
-        raw = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-        ]
-        raw.append((b"content-length", str(len(payload)).encode()))
+        raw = [*_raw_headers(headers), (b"content-length", str(len(payload)).encode())]
         await self._send(
             {"type": "websocket.http.response.start", "status": status, "headers": raw}
         )
@@ -181,26 +192,20 @@ class WebSocket(metaclass=NoPublicConstructor):
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
 
     async def receive_text(self) -> str:
-        """The next message, which must be text.
+        """The next message, which must be text (else ``TypeError``).
 
         Cancellation:
             As :meth:`receive`.
         """
-        message = await self.receive()
-        if not isinstance(message, str):
-            raise TypeError("expected a text message, got a binary one")
-        return message
+        return _expect(await self.receive(), str)
 
     async def receive_bytes(self) -> bytes:
-        """The next message, which must be binary.
+        """The next message, which must be binary (else ``TypeError``).
 
         Cancellation:
             As :meth:`receive`.
         """
-        message = await self.receive()
-        if not isinstance(message, bytes):
-            raise TypeError("expected a binary message, got a text one")
-        return message
+        return _expect(await self.receive(), bytes)
 
     async def receive_json(self) -> Any:
         """The next message, parsed as JSON.
