@@ -138,7 +138,8 @@ def create_app(chat: Chat | None = None) -> App:
         try:
             with trio.CancelScope() as listening:
                 nursery.start_soon(deliver, ws, member, listening)
-                async for text in ws:  # ends when the client leaves or acknowledges our close
+                async for message in ws:  # ends when the client leaves or acknowledges our close
+                    text = message if isinstance(message, str) else message.decode(errors="replace")
                     if text == "/quit":
                         here.leave(member)
                         # The client asked: wait for its ack; the loop then ends by itself.

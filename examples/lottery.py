@@ -91,7 +91,9 @@ class Draw:
         return {"lucky": await draw(self.token)}
 
 
-def _valid_numbers(instance: object, attribute: attrs.Attribute[object], value: list[int]) -> None:
+def _valid_numbers(
+    instance: object, attribute: attrs.Attribute[list[int]], value: list[int]
+) -> None:
     if len(value) != 3 or len(set(value)) != 3:
         raise ValueError("pick three different numbers")
     if not all(0 <= number <= 999 for number in value):

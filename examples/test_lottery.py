@@ -88,7 +88,9 @@ async def test_a_bad_ticket_is_a_clear_4xx(client: TestClient) -> None:
     r = await client.post("/api/tickets", json={"holder": 5, "numbers": [1, 2, 3]})
     assert r.status_code == 422  # nothing is coerced: 5 is not a name
     assert r.json()["detail"][0]["loc"] == ["body", "holder"]
-    r = await client.post("/api/tickets", content=b"{not json", headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/tickets", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
 
 

@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 
+from examples.conftest import LogWatch
 from examples.upload import Uploads, create_app
 from trioweb import App, Server
 from trioweb.testing import TestClient
@@ -118,7 +119,7 @@ async def _read_response(stream: trio.SocketStream) -> bytes:
 
 
 async def test_over_the_wire_a_large_upload_and_a_stopped_one(
-    live_server: Server, uploads: Uploads
+    live_server: Server, uploads: Uploads, logs: LogWatch
 ) -> None:
     data = b"y" * LIMIT
     async with await _post_head(live_server.port, "whole.bin", len(data)) as stream:
@@ -129,9 +130,7 @@ async def test_over_the_wire_a_large_upload_and_a_stopped_one(
 
     async with await _post_head(live_server.port, "stopped.bin", LIMIT) as stream:
         await stream.send_all(b"y" * 1000)
-        with trio.fail_after(10):
-            while "stopped.bin" not in uploads.receiving:
-                await trio.sleep(0.001)  # the server is this process, but reached over TCP
+        await logs.wait_for("receiving stopped.bin")
         async with await trio.open_tcp_stream("127.0.0.1", live_server.port) as other:
             await other.send_all(
                 b"POST /uploads/stopped.bin/cancel HTTP/1.1\r\nhost: x\r\n"

@@ -75,7 +75,9 @@ def create_app(streams: Streams | None = None) -> App:
     return app
 
 
-async def tick_events(streams: Streams, first: int, limit: int | None) -> AsyncIterator[ServerSentEvent]:
+async def tick_events(
+    streams: Streams, first: int, limit: int | None
+) -> AsyncIterator[ServerSentEvent]:
     """The ticks from number ``first`` on (``limit`` of them, or forever).
 
     Cancellation:

@@ -75,6 +75,7 @@ def create_app(uploads: Uploads | None = None, *, limit: int = LIMIT) -> App:
         if name in uploads.receiving:
             raise HTTPError(409, f"{name} is already being uploaded")
         uploads.receiving[name] = request
+        logger.info("receiving %s", name)
         try:
             body = await request.body()
         except IOCancelledError:
