@@ -23,8 +23,9 @@ import random
 
 import attrs
 import trio
+import trio.lowlevel
 
-from trioweb import App, DisconnectToken, HTTPError, Response
+from trioweb import App, DisconnectToken, HTTPError, Request, Response
 
 logger = logging.getLogger("lottery")
 
@@ -135,6 +136,18 @@ async def get_ticket(ticket_id: int) -> Ticket:
         return TICKETS[ticket_id]
     except KeyError:
         raise HTTPError(404, f"no ticket {ticket_id}") from None
+
+
+@app.get("/items/{item_id:int}")
+async def item(item_id: int, request: Request, nursery: trio.Nursery) -> dict[str, object]:
+    """A handler with the request's nursery (tests/test_cli.py serves this one)."""
+    nursery.start_soon(audit, item_id)  # a child of the request: cancelled with it
+    return {"id": item_id, "path": request.path}
+
+
+async def audit(item_id: int) -> None:
+    await trio.lowlevel.checkpoint()
+    logger.info("item %d was looked at", item_id)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,12 @@ async def test_an_unknown_ticket_is_404(client: TestClient) -> None:
     assert (await client.get("/api/tickets/seven")).status_code == 404
 
 
+async def test_items_and_their_audit(client: TestClient) -> None:
+    r = await client.get("/items/7")
+    assert r.json() == {"id": 7, "path": "/items/7"}
+    assert (await client.get("/items/seven")).status_code == 404
+
+
 async def test_over_the_wire(live_server: Server) -> None:
     stream = await trio.open_tcp_stream("127.0.0.1", live_server.port)
     async with stream:
