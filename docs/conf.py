@@ -38,7 +38,9 @@ napoleon_custom_sections = [("Cancellation", "notes_style")]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# No "show-inheritance" by default: the public classes' bases are private
+# (RouteDecorators, _MultiMapping); exceptions show theirs (docs/api.rst).
+autodoc_default_options = {"members": True}
 # References to names outside the docs (trio.Nursery, attrs, hypercorn) cannot
 # resolve without intersphinx, which would need the network: keep them quiet,
 # as Sphinx does by default.
