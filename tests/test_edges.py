@@ -515,3 +515,23 @@ async def test_timed_out_in_a_stuck_send_leaves_no_task_behind(
                 await trio.sleep(0.01)  # bounded: the server's unwinding is socket I/O
         assert probe.record == []
         server.shutdown()
+
+
+async def test_breaking_out_of_async_for_leaves_nothing_unclosed() -> None:
+    app = App()
+    got: list[str | bytes] = []
+
+    @app.websocket("/first")
+    async def first(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for message in websocket:
+            got.append(message)
+            break  # an async generator here would be left for the GC to close
+        await websocket.close()
+
+    async with TestClient(app) as client, client.websocket("/first") as session:
+        await session.send_text("one")
+        with pytest.raises(WebSocketClosed):
+            await session.receive()
+    gc.collect()  # under filterwarnings=error, an unclosed generator would fail here
+    assert got == ["one"]

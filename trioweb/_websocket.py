@@ -99,7 +99,7 @@ class WebSocket(metaclass=NoPublicConstructor):
         self._peer_gone = trio.Event()
         self._send_lock = trio.Lock()
         self.close_code: int | None = None
-        """The close code once the conversation is over (1006: client left)."""
+        """The close code once the conversation is over (1006 when the client left)."""
         self.close_reason = ""
 
     # ---- the request side ----
@@ -216,14 +216,15 @@ class WebSocket(metaclass=NoPublicConstructor):
         return json.loads(await self.receive())
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._iterate()
+        # A plain iterator, not an async generator: a `break` out of
+        # `async for` leaves nothing to finalize later.
+        return self
 
-    async def _iterate(self) -> AsyncIterator[str | bytes]:
-        while True:
-            try:
-                yield await self.receive()
-            except WebSocketClosed:
-                return
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes) -> None:
         """Send a text (``str``) or binary (``bytes``) message.
