@@ -374,7 +374,7 @@ def _type_name(value: object) -> str:
     )
 
 
-_SUPPORTED = (
+SUPPORTED_RESULTS = (
     "return str, bytes, dict, list, an attrs instance, None, a trioweb.Response "
     "(JSONResponse, ...), a StreamingResponse or a FileResponse"
 )
@@ -387,4 +387,4 @@ def unsupported_return(value: object) -> str:
         hint = " (an awaitable: did you forget an await?)"
     elif inspect.isasyncgen(value) or inspect.isgenerator(value):
         hint = " (a generator: wrap an async one in StreamingResponse)"
-    return f"a handler returned {_type_name(value)}{hint}; {_SUPPORTED}"
+    return f"a handler returned {_type_name(value)}{hint}; {SUPPORTED_RESULTS}"
