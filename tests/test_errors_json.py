@@ -46,6 +46,8 @@ def test_status_response_keeps_headers_and_detail() -> None:
         (HTTPError(400, {"field": "name", "why": "é"}), '{"detail":{"field":"name","why":"é"}}'),
         (HTTPError(400, ["a", 1]), b'{"detail":["a",1]}'),
         (HTTPError(418, None), b'{"detail":"I\'m a Teapot"}'),
+        (HTTPError(599), b'{"detail":"Server Error"}'),  # no registered phrase
+        (HTTPError(499), b'{"detail":"Client Error"}'),
         (
             RequestValidationError([{"loc": ["query", "n"], "msg": "no"}]),
             b'{"detail":[{"loc":["query","n"],"msg":"no"}]}',

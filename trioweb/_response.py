@@ -319,7 +319,10 @@ def status_response(
     """A JSON error response, ``{"detail": detail}``; the detail defaults to the
     status's phrase, such as ``"Not Found"``."""
     if detail is None or detail == "":
-        detail = http.HTTPStatus(status).phrase
+        try:
+            detail = http.HTTPStatus(status).phrase
+        except ValueError:  # a status with no registered phrase, such as 599
+            detail = "Client Error" if status < 500 else "Server Error"
     return Response(json_bytes({"detail": detail}), status, headers, _JSON)
 
 
