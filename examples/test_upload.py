@@ -68,7 +68,7 @@ async def test_cancel_io_stops_an_upload_and_its_handler_still_answers(
         assert r.json() == {"name": "big.bin", "stopping": True}
         response = await call.read()
     assert response.status_code == 409
-    assert response.text == "the upload of big.bin was stopped"
+    assert response.json() == {"detail": "the upload of big.bin was stopped"}
     assert not call.handler_cancelled  # not a disconnect: the handler ran to its end
     assert uploads.receiving == {}
     assert (await client.get("/uploads/big.bin")).status_code == 404
@@ -139,4 +139,4 @@ async def test_over_the_wire_a_large_upload_and_a_stopped_one(
             assert (await _read_response(other)).startswith(b"HTTP/1.1 200")
         response = await _read_response(stream)
     assert response.startswith(b"HTTP/1.1 409")
-    assert response.endswith(b"the upload of stopped.bin was stopped")
+    assert response.endswith(b'{"detail":"the upload of stopped.bin was stopped"}')

@@ -32,9 +32,10 @@ def make_app(record: list[str] | None = None) -> App:
         return f"hello {name}"
 
     @app.get("/echo/{rest:path}")
-    async def echo(request: Request) -> dict[str, object]:
+    async def echo(request: Request, rest: str) -> dict[str, object]:
         return {
             "path": request.path,
+            "rest": rest,
             "query_string": request.query_string.decode("latin-1"),
             "query": request.query_params.multi_items(),
         }
@@ -71,16 +72,16 @@ def make_app(record: list[str] | None = None) -> App:
         }
 
     @app.post("/small", max_body_size=10)
-    async def small(body: bytes) -> int:
-        return len(body)
+    async def small(body: bytes) -> str:
+        return str(len(body))
 
     @app.post("/only-post")
     async def only_post() -> str:
         return "posted"
 
     @app.get("/typed")
-    async def typed(limit: int) -> int:
-        return limit
+    async def typed(limit: int) -> dict[str, int]:
+        return {"limit": limit}
 
     @app.get("/items/{item_id:int}")
     async def item(item_id: int) -> dict[str, int]:

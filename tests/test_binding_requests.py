@@ -429,7 +429,7 @@ async def test_router_prefix_and_url_for() -> None:
 
     @v1.get("/items/{item_id:int}", name="item")
     async def item(item_id: int, app: App) -> str:
-        return app.url_for("item", item_id=item_id + 1)
+        return app.url_for("api.v1.item", item_id=item_id + 1)
 
     api.include(v1)
     app = App()

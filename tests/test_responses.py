@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from trioweb import (
     App,
     EventStream,
     FileResponse,
+    JSONResponse,
     Request,
     Response,
     ServerSentEvent,
@@ -25,7 +28,8 @@ from trioweb import (
     redirect,
 )
 from trioweb._files import parse_range
-from trioweb._response import json_bytes
+from trioweb._json import json_bytes
+from trioweb._response import to_response
 from trioweb._sse import encode_comment, encode_event
 from trioweb.testing import TestClient
 
@@ -312,3 +316,93 @@ async def test_middleware_wrapped_app_still_cancels_on_disconnect(
             await call.disconnect()
     assert cancelled == [True]
     assert call.handler_cancelled
+
+
+def test_json_response() -> None:
+    response = JSONResponse({"id": 1}, status=201, headers={"location": "/items/1"})
+    assert (response.status, response.media_type, response.body) == (
+        201,
+        "application/json",
+        b'{"id":1}',
+    )
+    assert dict(response.raw_headers())[b"location"] == b"/items/1"
+    assert JSONResponse(Ticket(3)).body == b'{"number":3,"holder":null}'
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        JSONResponse({"x": object()})
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "expected"),
+    [
+        ({"a": 1}, 201, (201, "application/json", b'{"a":1}')),
+        ("made", 202, (202, "text/plain; charset=utf-8", b"made")),
+        (b"\x00", 201, (201, "application/octet-stream", b"\x00")),
+        (Ticket(1), 201, (201, "application/json", b'{"number":1,"holder":null}')),
+        (None, 201, (201, None, b"")),
+        (None, None, (204, None, b"")),
+        (None, 204, (204, None, b"")),
+        ({"a": 1}, None, (200, "application/json", b'{"a":1}')),
+        # A response object keeps its own status: the route's is for plain values.
+        (Response("x", status=409), 201, (409, "text/plain; charset=utf-8", b"x")),
+        (JSONResponse([], status=200), 201, (200, "application/json", b"[]")),
+    ],
+)
+def test_to_response_status(
+    value: object, status: int | None, expected: tuple[int, str | None, bytes]
+) -> None:
+    response = to_response(value, status=status)
+    assert isinstance(response, Response)
+    assert (response.status, response.media_type, response.body) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (42, "a handler returned int; return str"),
+        ((1, 2), "a handler returned tuple;"),
+        (Path("x"), "a handler returned pathlib.PosixPath;"),
+        ((i for i in range(0)), "generator: wrap an async one in StreamingResponse"),
+    ],
+)
+def test_to_response_names_the_unsupported_type(value: object, message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        to_response(value)
+
+
+async def test_to_response_closes_an_unawaited_coroutine() -> None:
+    async def forgot() -> str:
+        return "x"
+
+    # filterwarnings=error: a "never awaited" RuntimeWarning would fail the test.
+    with pytest.raises(TypeError, match="did you forget an await"):
+        to_response(forgot())
+    gc.collect()
+
+
+def test_no_body_for_a_status_that_has_none() -> None:
+    with pytest.raises(TypeError, match="status_code is 204, which has no body"):
+        to_response({"a": 1}, status=204)
+    with pytest.raises(ValueError, match="a 304 response cannot have a body"):
+        Response(b"x", status=304)
+    assert Response(b"", status=204).status == 204
+
+
+def test_event_stream_headers_for_proxies() -> None:
+    async def nothing() -> AsyncIterator[str]:
+        yield "x"
+
+    stream = EventStream(nothing())
+    assert (b"x-accel-buffering", b"no") in stream.raw_headers()
+    assert (b"cache-control", b"no-cache") in stream.raw_headers()
+    # A header of the caller's, in any case, replaces the default: no duplicate.
+    replaced = EventStream(nothing(), headers={"Cache-Control": "no-store"}).raw_headers()
+    assert [value for name, value in replaced if name == b"cache-control"] == [b"no-store"]
+
+
+async def test_event_stream_sends_proxy_headers_in_process(
+    app: App, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with TestClient(app, timeout=60) as client, client.stream("GET", "/events") as call:
+        assert await call.wait_response_start() == 200
+        assert call.headers["x-accel-buffering"] == "no"
+        assert call.headers["cache-control"] == "no-cache"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import unquote
 
 import pytest
 
@@ -139,3 +140,36 @@ def test_url_for(params: dict[str, object], result: object) -> None:
         assert routes.url_for("item", params) == result
     with pytest.raises(KeyError, match="no route is named"):
         routes.url_for("nope", {})
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "expected"),
+    [
+        ("/u/{name}", {"name": "a b"}, "/u/a%20b"),
+        ("/u/{name}", {"name": "100%?#&="}, "/u/100%25%3F%23%26%3D"),
+        ("/u/{name}", {"name": "é"}, "/u/%C3%A9"),
+        ("/f/{p:path}", {"p": "a b/c?d/é"}, "/f/a%20b/c%3Fd/%C3%A9"),
+        ("/f/{p:path}", {"p": ""}, "/f/"),
+        ("/i/{x:int}", {"x": -3}, "/i/-3"),
+        ("/i/{x:uuid}", {"x": uuid.UUID(U)}, f"/i/{U}"),
+    ],
+)
+def test_url_for_percent_encodes(path: str, params: dict[str, object], expected: str) -> None:
+    pattern = compile_path(path)
+    assert pattern.format(params) == expected
+    # What url_for builds routes back to the same values, once the server decodes it.
+    assert pattern.match(unquote(expected)) == params
+
+
+def test_url_for_refuses_a_slash_in_a_segment() -> None:
+    # Encoded as %2F it would never route back here (the server decodes the path).
+    with pytest.raises(ValueError, match="does not fit the 'str' converter"):
+        compile_path("/u/{name}").format({"name": "a/b"})
+
+
+def test_url_for_query() -> None:
+    routes = table(("/items/{x:int}", {"GET"}, "item"))
+    assert routes.url_for("item", {"x": 1}, query={"q": "a b&c", "tag": ["x", "é"]}) == (
+        "/items/1?q=a+b%26c&tag=x&tag=%C3%A9"
+    )
+    assert routes.url_for("item", {"x": 1}, query={}) == "/items/1"

@@ -278,7 +278,10 @@ async def test_http_error_from_handler_and_from_child() -> None:
     async with TestClient(app) as client:
         direct_response = await client.get("/direct")
         child_response = await client.get("/child")
-    assert (direct_response.status_code, direct_response.text) == (404, "no such lottery")
+    assert (direct_response.status_code, direct_response.json()) == (
+        404,
+        {"detail": "no such lottery"},
+    )
     assert direct_response.headers["x-why"] == "gone"
     assert child_response.status_code == 409
 

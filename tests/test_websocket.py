@@ -231,7 +231,11 @@ async def test_abort(app: App, probe: Probe) -> None:
 
 @pytest.mark.parametrize(
     ("path", "status", "body"),
-    [("/reject", 401, b"go away"), ("/silent", 403, b""), ("/nowhere", 404, b"Not Found")],
+    [
+        ("/reject", 401, b"go away"),
+        ("/silent", 403, b""),
+        ("/nowhere", 404, b'{"detail":"Not Found"}'),
+    ],
 )
 async def test_rejections(app: App, path: str, status: int, body: bytes) -> None:
     async with TestClient(app) as client:

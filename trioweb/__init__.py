@@ -21,6 +21,7 @@ from ._errors import WebSocketStateError as WebSocketStateError
 from ._files import FileResponse as FileResponse
 from ._request import Request as Request
 from ._response import EventStream as EventStream
+from ._response import JSONResponse as JSONResponse
 from ._response import Response as Response
 from ._response import StreamingResponse as StreamingResponse
 from ._response import redirect as redirect
@@ -51,6 +52,7 @@ __all__ = [
     "Header",
     "Headers",
     "IOCancelledError",
+    "JSONResponse",
     "Query",
     "QueryParams",
     "Request",

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, final
 
 import attrs
 import trio
 
 from ._binding import Source, annotations_of, implicit_converters, make_plan
+from ._declare import check_endpoint, check_hook
 from ._endpoint import Endpoint, ErrorHandler, Hooks
 from ._errors import HTTPError, RouteDefinitionError
 from ._exchange import Receive, Send
 from ._request import Request
 from ._response import Response, status_response
-from ._router import Declaration, RouteDecorators, Router
+from ._router import Declaration, RouteDecorators, Router, handler_name, included
 from ._routing import MethodNotAllowed, Route, RouteTable, compile_path
 from ._scope import HTTPExchange
 from ._token import DisconnectToken
+from ._util import describe_callable
 from ._views import view_endpoints
 from ._websocket import WebSocket
 from ._websocket_exchange import WebSocketExchange
@@ -101,15 +104,18 @@ class App(RouteDecorators):
         annotations = annotations_of(handler)
         pattern = compile_path(path, implicit_converters(annotations))
         path_params = {param: c.name for param, c in pattern.converters.items()}
-        name = declaration.name or handler.__name__
+        name = declaration.name or handler_name(handler)
         if isinstance(handler, type):
             if declaration.websocket:
                 raise RouteDefinitionError(
                     f"WebSocket route {path!r} needs a function, not a class"
                 )
-            for method, (view_handler, plan) in view_endpoints(
+            endpoints = view_endpoints(
                 handler, path_params=path_params, injectable=_INJECTABLE, allowed=_HTTP_SOURCES
-            ).items():
+            )
+            for view_handler, plan in endpoints.values():
+                check_endpoint(path, pattern.param_names, inspect.unwrap(view_handler), plan)
+            for method, (view_handler, plan) in endpoints.items():
                 endpoint = Endpoint(view_handler, plan, **options)
                 self._routes.add(Route(pattern, frozenset({method}), handler, endpoint, name))
             return
@@ -120,15 +126,29 @@ class App(RouteDecorators):
             annotations=annotations,
             allowed=_WEBSOCKET_SOURCES if declaration.websocket else _HTTP_SOURCES,
         )
+        if declaration.websocket:
+            if Source.WEBSOCKET not in plan.sources:
+                # Without one it could never accept: every client would get 403.
+                raise RouteDefinitionError(
+                    f"WebSocket handler {describe_callable(handler)} takes no WebSocket: "
+                    "add a parameter annotated trioweb.WebSocket"
+                )
+            check_endpoint(path, pattern.param_names, handler, plan, annotations, returns=False)
+        else:
+            check_endpoint(path, pattern.param_names, handler, plan, annotations)
         endpoint = Endpoint(handler, plan, websocket=declaration.websocket, **options)
         # WebSocket routes live in a table of their own: the same path may serve both.
         table = self._websocket_routes if declaration.websocket else self._routes
         table.add(Route(pattern, declaration.methods, handler, endpoint, name))
 
     def include(self, router: Router) -> None:
-        """Add the routes declared on ``router``, under its prefix."""
+        """Add the routes declared on ``router``, under its prefix and name.
+
+        A route named ``item`` in ``Router(prefix="/api")`` is ``"api.item"``
+        here (see :class:`Router`).
+        """
         for declaration in router.declarations:
-            self._declare(attrs.evolve(declaration, path=router.prefix + declaration.path))
+            self._declare(included(declaration, router.prefix, router.name))
 
     # ---- hooks ----
 
@@ -137,7 +157,11 @@ class App(RouteDecorators):
 
         A hook that returns something other than None answers the request
         with it, and the handler does not run.
+
+        Raises:
+            RouteDefinitionError: ``hook`` is not async, or cannot take one argument.
         """
+        check_hook(hook, "before_request hook", ("request",))
         self._hooks = attrs.evolve(self._hooks, before_request=(*self._hooks.before_request, hook))
         return hook
 
@@ -150,14 +174,23 @@ class App(RouteDecorators):
         refuses the handshake with it as an HTTP response (a
         :class:`~trioweb.Response`, or anything a handler may return), and the
         handler does not run.
+
+        Raises:
+            RouteDefinitionError: ``hook`` is not async, or cannot take one argument.
         """
+        check_hook(hook, "before_websocket hook", ("websocket",))
         hooks = self._hooks
         self._hooks = attrs.evolve(hooks, before_websocket=(*hooks.before_websocket, hook))
         return hook
 
     def after_request(self, hook: H) -> H:
         """Run ``await hook(request, response)`` after each handler; it may return
-        a replacement response (None keeps the one it was given)."""
+        a replacement response (None keeps the one it was given).
+
+        Raises:
+            RouteDefinitionError: ``hook`` is not async, or cannot take two arguments.
+        """
+        check_hook(hook, "after_request hook", ("request", "response"))
         self._hooks = attrs.evolve(self._hooks, after_request=(*self._hooks.after_request, hook))
         return hook
 
@@ -166,11 +199,22 @@ class App(RouteDecorators):
 
         ``key`` is an exception type (subclasses match too; the closest wins),
         or an HTTP status, which matches an :class:`~trioweb.HTTPError` with it.
+
+        Raises:
+            TypeError: ``key`` is neither.
+            RouteDefinitionError: ``key`` is a status no HTTPError has, or the
+                handler is not async or cannot take two arguments.
         """
         if not (isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))):
             raise TypeError(f"errorhandler() takes an exception type or a status, not {key!r}")
+        if isinstance(key, int) and not 400 <= key <= 599:
+            raise RouteDefinitionError(
+                f"errorhandler({key}): an HTTPError has a status from 400 to 599, "
+                f"so {key} is never raised"
+            )
 
         def decorate(handler: H) -> H:
+            check_hook(handler, "errorhandler", ("request", "error"))
             handlers: dict[type[BaseException] | int, ErrorHandler] = {
                 **self._hooks.error_handlers,
                 key: handler,
@@ -180,27 +224,48 @@ class App(RouteDecorators):
 
         return decorate
 
-    def url_for(self, name: str, **params: object) -> str:
+    def url_for(
+        self, name: str, /, *, _query: Mapping[str, object] | None = None, **params: object
+    ) -> str:
         """The path of the route called ``name``, with ``params`` filled in.
+
+        Values are percent-encoded (a ``{x:path}`` value keeps its slashes).
+        ``name`` is positional-only, so a path parameter may be called ``name``.
+
+        Args:
+            name: The route's name; in a :class:`Router`, with the router's
+                name first (``"api.list_items"``).
+            _query: A query string to append (a list value repeats its key).
+            params: The path parameters.
 
         Raises:
             KeyError: No route has that name.
             ValueError: The parameters do not fit the route's path.
         """
         try:
-            return self._routes.url_for(name, params)
+            return self._routes.url_for(name, params, _query)
         except KeyError:
-            return self._websocket_routes.url_for(name, params)
+            return self._websocket_routes.url_for(name, params, _query)
 
     # ---- lifespan ----
 
     def on_startup(self, hook: H) -> H:
-        """Run ``await hook()`` at startup, before the first request."""
+        """Run ``await hook()`` at startup, before the first request.
+
+        Raises:
+            RouteDefinitionError: ``hook`` is not async, or needs arguments.
+        """
+        check_hook(hook, "on_startup hook", ())
         self._on_startup.append(hook)
         return hook
 
     def on_shutdown(self, hook: H) -> H:
-        """Run ``await hook()`` at shutdown, after the last request."""
+        """Run ``await hook()`` at shutdown, after the last request.
+
+        Raises:
+            RouteDefinitionError: ``hook`` is not async, or needs arguments.
+        """
+        check_hook(hook, "on_shutdown hook", ())
         self._on_shutdown.append(hook)
         return hook
 

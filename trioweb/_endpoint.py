@@ -85,6 +85,8 @@ class Endpoint:
     timeout: float | None
     max_body_size: int
     websocket: bool = False
+    #: The status of a plain value the handler returns (None: 200, or 204 for None).
+    status_code: int | None = None
     #: The handler's name, for log lines and errors.
     name: str = attrs.field(init=False)
     #: (parameter name, getter) for every path parameter and injected object.

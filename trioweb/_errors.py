@@ -23,7 +23,10 @@ eagerly, at the call that made the mistake, so the traceback points at it.
 
 from __future__ import annotations
 
-from typing import final
+from collections.abc import Mapping
+from typing import Any, final
+
+from ._json import json_bytes
 
 
 @final
@@ -54,27 +57,64 @@ class TokenDisposedError(RuntimeError):
 class HTTPError(Exception):
     """Raise from a handler (or anything it calls) to answer with ``status``.
 
+    The response is JSON, ``{"detail": detail}``, like every error the
+    framework makes; without a detail, the status's phrase (``"Not Found"``).
+
     Args:
-        status: The HTTP status code of the response.
-        detail: A short text sent as the response body.
+        status: The HTTP status code of the response, 400 to 599.
+        detail: A short text, or a dict or list sent as JSON.
         headers: Extra response headers.
+
+    Raises:
+        TypeError: ``status`` is not an int, ``detail`` is not a str, dict,
+            list or None (or cannot be sent as JSON), or ``headers`` is not a
+            mapping of str to str.
+        ValueError: ``status`` is not an error status (400 to 599).
     """
 
     def __init__(
-        self, status: int, detail: str = "", *, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        detail: str | dict[str, Any] | list[Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        # Checked here, at the raise that made the mistake, not when the response is built.
+        if type(status) is not int:
+            raise TypeError(f"HTTPError status must be an int, not {type(status).__name__}")
+        if not 400 <= status <= 599:
+            raise ValueError(
+                f"HTTPError status must be an error status, 400 to 599, not {status}; "
+                "return a Response for other statuses"
+            )
+        if detail is not None and not isinstance(detail, (str, dict, list)):
+            raise TypeError(
+                f"HTTPError detail must be a str, dict, list or None, not {type(detail).__name__}"
+            )
+        if isinstance(detail, (dict, list)):
+            try:
+                json_bytes(detail)
+            except (TypeError, ValueError, RecursionError) as error:
+                raise TypeError(f"HTTPError detail cannot be sent as JSON: {error}") from None
+        if headers is not None and not isinstance(headers, Mapping):
+            raise TypeError(f"HTTPError headers must be a mapping, not {type(headers).__name__}")
+        headers = dict(headers or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise TypeError(f"HTTPError headers must map str to str: {headers!r}")
         super().__init__(status, detail)
         self.status = status
         self.detail = detail
-        self.headers = dict(headers or {})
+        self.headers = headers
 
     def __str__(self) -> str:
-        return f"{self.status} {self.detail}".strip()
+        return f"{self.status} {self.detail or ''}".strip()
 
 
 @final
 class RequestValidationError(HTTPError):
     """The request's data does not fit the handler's parameters: 422.
+
+    Its detail is its ``errors``.
 
     Attributes:
         errors: One entry per offending field: ``{"loc": [where, name, ...],
@@ -82,7 +122,7 @@ class RequestValidationError(HTTPError):
     """
 
     def __init__(self, errors: list[dict[str, object]]) -> None:
-        super().__init__(422, "the request does not fit the handler's parameters")
+        super().__init__(422, errors)
         self.errors = errors
 
 

@@ -1,7 +1,8 @@
-"""FileResponse, and the pure decisions about it: ETag, 304, Range (206/416)."""
+"""FileResponse, and the pure decisions about it: preconditions (304/412), Range (206/416)."""
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import mimetypes
 import os
@@ -20,9 +21,13 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 class FileResponse:
     """A file from disk, read with Trio's async file I/O as it is sent.
 
-    Sends ``Content-Length``, ``ETag`` and ``Last-Modified``; answers a
-    matching ``If-None-Match`` with 304 and a single ``Range`` with 206 (or 416
-    if it lies past the end). A missing file is a 404.
+    Sends ``Content-Length``, ``ETag`` and ``Last-Modified``, and answers
+    conditional requests as RFC 9110 says: a matching ``If-None-Match``, or
+    (without one) an ``If-Modified-Since`` at or after ``Last-Modified``, with
+    304; a failed ``If-Match`` or ``If-Unmodified-Since`` with 412; a single
+    ``Range`` with 206 (416 if it lies past the end), unless ``If-Range``
+    names a stale ETag or date, which gets the whole file (200). A missing
+    file is a 404.
 
     Args:
         path: The file.
@@ -91,22 +96,98 @@ def parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     return start, end
 
 
-def plan_file(response: FileResponse, size: int, mtime_ns: int, request: Headers) -> FilePlan:
-    """Decide status, headers and range for ``response`` (a file of ``size`` bytes)."""
+def _matches(header: str, tag: str, *, weak: bool) -> bool:
+    """Whether an If-Match/If-None-Match list holds ``tag``: ``*`` always does;
+    a weak comparison ignores ``W/``, a strong one never matches a weak tag."""
+    if header.strip() == "*":
+        return True
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate.startswith("W/"):
+            if not weak:
+                continue
+            candidate = candidate[2:]
+        if candidate == tag:
+            return True
+    return False
+
+
+def _http_date(header: str | None) -> int | None:
+    """An HTTP-date as a POSIX timestamp; None for none, or for one that is not a date
+    (which RFC 9110 says to ignore)."""
+    if not header:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": still GMT, as every HTTP-date
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return int(parsed.timestamp())
+
+
+def _if_range_holds(header: str | None, tag: str, modified: int) -> bool:
+    # RFC 9110 13.1.5: an entity tag must match strongly, a date exactly.
+    if header is None:
+        return True
+    header = header.strip()
+    if header.startswith(('"', "W/")):
+        return header == tag
+    return _http_date(header) == modified
+
+
+def plan_file(
+    response: FileResponse, size: int, mtime_ns: int, request: Headers, method: str = "GET"
+) -> FilePlan:
+    """Decide status, headers and range for ``response`` (a file of ``size`` bytes).
+
+    The preconditions are evaluated in RFC 9110's order (section 13.2.2):
+    If-Match (else If-Unmodified-Since) may give 412; If-None-Match (else,
+    for GET and HEAD, If-Modified-Since) gives 304 (412 for other methods);
+    then a GET's Range is honoured if If-Range, when present, holds.
+
+    Args:
+        response: The file response.
+        size: The file's size in bytes.
+        mtime_ns: The file's modification time (``st_mtime_ns``).
+        request: The request headers.
+        method: The request method.
+    """
     tag = etag(size, mtime_ns)
+    modified = mtime_ns // 1_000_000_000  # Last-Modified has whole seconds
     base = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
     base += [
         (b"etag", tag.encode()),
-        (b"last-modified", email.utils.formatdate(mtime_ns / 1e9, usegmt=True).encode()),
+        (b"last-modified", email.utils.formatdate(modified, usegmt=True).encode()),
         (b"accept-ranges", b"bytes"),
     ]
+    failed = FilePlan(412, [*base, (b"content-length", b"0")])
+    if_match = request.get("if-match")
+    if if_match is not None:
+        if not _matches(if_match, tag, weak=False):
+            return failed
+    else:
+        unmodified_since = _http_date(request.get("if-unmodified-since"))
+        if unmodified_since is not None and modified > unmodified_since:
+            return failed
+    safe = method in ("GET", "HEAD")
     if_none_match = request.get("if-none-match")
-    if if_none_match is not None and (
-        if_none_match.strip() == "*" or tag in [t.strip() for t in if_none_match.split(",")]
-    ):
-        return FilePlan(304, base)
+    if if_none_match is not None:
+        if _matches(if_none_match, tag, weak=True):
+            return FilePlan(304, base) if safe else failed
+    elif safe:
+        modified_since = _http_date(request.get("if-modified-since"))
+        if modified_since is not None and modified <= modified_since:
+            return FilePlan(304, base)
     content_type = (b"content-type", response.media_type.encode("latin-1"))
-    wanted = parse_range(request["range"], size) if "range" in request else None
+    wanted = None
+    # If-Range is ignored without a Range; Range is defined for GET only.
+    if (
+        method == "GET"
+        and "range" in request
+        and _if_range_holds(request.get("if-range"), tag, modified)
+    ):
+        wanted = parse_range(request["range"], size)
     if wanted is False:
         return FilePlan(
             416, [*base, (b"content-range", f"bytes */{size}".encode()), (b"content-length", b"0")]

@@ -131,7 +131,7 @@ def lower(response: Response | StreamingResponse) -> Lowered:
     return Lowered(response.status, headers, pump=pump, close=close)
 
 
-async def lower_file(response: FileResponse, request_headers: Any) -> Lowered:
+async def lower_file(response: FileResponse, request_headers: Any, method: str) -> Lowered:
     """A file response, lowered: its plan (304, 206, 416...) and a pump reading it.
 
     Cancellation:
@@ -141,7 +141,7 @@ async def lower_file(response: FileResponse, request_headers: Any) -> Lowered:
         stat = await trio.Path(response.path).stat()
     except (FileNotFoundError, NotADirectoryError):
         return lower(status_response(404))
-    plan = plan_file(response, stat.st_size, stat.st_mtime_ns, request_headers)
+    plan = plan_file(response, stat.st_size, stat.st_mtime_ns, request_headers, method=method)
 
     async def pump(send_chunk: SendChunk) -> None:
         remaining = plan.length

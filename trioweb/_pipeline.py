@@ -84,6 +84,7 @@ async def run_pipeline(side: PipelineSide) -> AnyResponse:
         abort cancel it wherever it is.
     """
     hooks = side.hooks
+    status = None  # the route's status_code applies to what the handler returns only
     try:
         for before in hooks.before_request:
             early = await before(side.get_request())
@@ -92,9 +93,11 @@ async def run_pipeline(side: PipelineSide) -> AnyResponse:
                 break
         else:
             result = await side.endpoint.handler(**await arguments(side))
+            status = side.endpoint.status_code
     except Exception as error:
         result = await answer_error(side, error)
-    return await after_hooks(side, to_response(result))
+        status = None
+    return await after_hooks(side, to_response(result, status))
 
 
 async def answer_error(side: PipelineSide, error: Exception) -> object:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime
 import email.utils
 import http
-import json
-import json.encoder
+import inspect
 import re
-import uuid
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import Any, final
 
 import attrs
 
-from ._errors import HTTPError, RequestValidationError
+from ._errors import HTTPError
 from ._files import FileResponse
+from ._json import json_bytes
 from ._sse import ServerSentEvent
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -23,46 +22,6 @@ _COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*")
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 _OCTETS = "application/octet-stream"
-
-
-def _json_default(value: object) -> object:
-    if attrs.has(type(value)):
-        return attrs.asdict(value)  # type: ignore[arg-type]
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _make_json_encoder() -> Callable[[object], str]:
-    # JSONEncoder.encode() builds a C encoder (and a closure) on every call,
-    # which costs more than the encoding of a small response: build it once.
-    # Without circular-reference markers, a value that contains itself ends
-    # in RecursionError rather than ValueError; either is a 500.
-    make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if make_encoder is None:  # no C accelerator (as on PyPy): the documented way
-        return json.JSONEncoder(
-            ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
-        ).encode
-    encode = make_encoder(
-        None, _json_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-    return lambda value: "".join(encode(value, 0))
-
-
-_encode_json = _make_json_encoder()
-
-
-def json_bytes(value: object) -> bytes:
-    """Compact UTF-8 JSON; attrs instances, UUIDs and datetimes are understood.
-
-    Raises:
-        TypeError: A value of another type.
-        ValueError: NaN or an infinity.
-        RecursionError: A value that contains itself.
-    """
-    return _encode_json(value).encode()
 
 
 class Response:
@@ -96,6 +55,8 @@ class Response:
             raise TypeError(f"Response body must be bytes or str, not {type(body).__name__}")
         if not 100 <= status <= 599:
             raise ValueError(f"status {status} is not an HTTP status code")
+        if body and (status < 200 or status in _CANNOT_HAVE_BODY):
+            raise ValueError(f"a {status} response cannot have a body")
         self.body = body if type(body) is bytes else bytes(body)
         self.status = status
         self.headers = dict(headers) if headers else {}
@@ -184,6 +145,41 @@ class Response:
         return f"<Response {self.status} {self.media_type or ''} {len(self.body)} bytes>"
 
 
+@final
+class JSONResponse(Response):
+    """A JSON response with a status and headers of its choosing.
+
+    For what a returned dict cannot say: ``return JSONResponse(item, status=201,
+    headers={"location": url})``.
+
+    Args:
+        content: What to encode: what a handler may return as JSON (dict, list,
+            attrs instances, str, numbers, None, UUIDs, datetimes).
+        status: The status code.
+        headers: Extra headers.
+        media_type: The ``content-type``.
+
+    Raises:
+        TypeError: ``content`` cannot be encoded as JSON.
+        ValueError: It holds NaN or an infinity.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        content: object,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        *,
+        media_type: str = _JSON,
+        close_connection: bool = False,
+    ) -> None:
+        super().__init__(
+            json_bytes(content), status, headers, media_type, close_connection=close_connection
+        )
+
+
 class StreamingResponse:
     """A response whose body is produced piece by piece.
 
@@ -227,6 +223,10 @@ class StreamingResponse:
 class EventStream(StreamingResponse):
     """A Server-Sent Events response (``text/event-stream``).
 
+    It sends ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no``: behind
+    nginx, without the latter, events wait in its buffer instead of reaching
+    the browser. ``headers`` may replace either.
+
     Args:
         events: An async iterable of :class:`~trioweb.ServerSentEvent` (or
             ``str``, sent as the data of an unnamed event).
@@ -246,9 +246,13 @@ class EventStream(StreamingResponse):
     ) -> None:
         if keepalive is not None and keepalive <= 0:
             raise ValueError("keepalive must be a positive number of seconds, or None")
-        super().__init__(
-            events, 200, {"cache-control": "no-cache", **(headers or {})}, "text/event-stream"
-        )
+        merged = {
+            "cache-control": "no-cache",
+            # nginx buffers a proxied response unless told not to: no event would arrive.
+            "x-accel-buffering": "no",
+            **{name.lower(): value for name, value in (headers or {}).items()},
+        }
+        super().__init__(events, 200, merged, "text/event-stream")
         self.events = events
         self.keepalive = keepalive
 
@@ -261,39 +265,87 @@ def redirect(url: str, status: int = 307) -> Response:
 
 
 def error_response(error: HTTPError) -> Response:
-    """The response for an :class:`~trioweb.HTTPError` (JSON for validation errors)."""
-    if isinstance(error, RequestValidationError):
-        return Response(json_bytes({"detail": error.errors}), error.status, error.headers, _JSON)
+    """The response for an :class:`~trioweb.HTTPError`: JSON ``{"detail": ...}``."""
     return status_response(error.status, error.detail, error.headers)
 
 
 def status_response(
-    status: int, detail: str = "", headers: Mapping[str, str] | None = None
+    status: int,
+    detail: str | dict[str, Any] | list[Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """A short text response for a status, such as 404 Not Found."""
-    return Response(detail or http.HTTPStatus(status).phrase, status, headers)
+    """A JSON error response, ``{"detail": detail}``; the detail defaults to the
+    status's phrase, such as ``"Not Found"``."""
+    if detail is None or detail == "":
+        try:
+            detail = http.HTTPStatus(status).phrase
+        except ValueError:  # a status with no registered phrase, such as 599
+            detail = "Client Error" if status < 500 else "Server Error"
+    return Response(json_bytes({"detail": detail}), status, headers, _JSON)
 
 
-def to_response(value: Any) -> Response | StreamingResponse | FileResponse:
+_CANNOT_HAVE_BODY = frozenset({204, 304})
+
+
+def to_response(
+    value: Any, status: int | None = None
+) -> Response | StreamingResponse | FileResponse:
     """Convert a handler's return value.
 
     ``str`` is text/plain, ``bytes`` application/octet-stream, ``dict``,
-    ``list`` and attrs instances JSON, ``None`` 204 No Content.
+    ``list`` and attrs instances JSON, ``None`` 204 No Content (or an empty
+    body with ``status``). A response object is returned as it is, with its
+    own status.
+
+    Args:
+        value: What the handler returned.
+        status: The status of a plain value (the route's ``status_code``);
+            None for 200 (204 for None).
 
     Raises:
-        TypeError: The value is none of those.
+        TypeError: The value is none of those, or has a body that ``status``
+            cannot carry (204, 304).
     """
     if isinstance(value, (Response, StreamingResponse, FileResponse)):
         return value
+    if status is not None and value is not None and status in _CANNOT_HAVE_BODY:
+        raise TypeError(
+            f"a handler returned {_type_name(value)} for a route whose status_code is "
+            f"{status}, which has no body; return None"
+        )
     if isinstance(value, str):
-        return Response(value.encode(), 200, None, _TEXT)
+        return Response(value.encode(), status or 200, None, _TEXT)
     if isinstance(value, (dict, list)) or attrs.has(type(value)):
-        return Response(json_bytes(value), 200, None, _JSON)
+        return Response(json_bytes(value), status or 200, None, _JSON)
     if value is None:
-        return Response(b"", 204)
+        return Response(b"", status or 204)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return Response(bytes(value), 200, None, _OCTETS)
-    raise TypeError(
-        f"a handler returned {type(value).__name__}; return str, bytes, dict, list, "
-        "an attrs instance, None, a trioweb.Response or a StreamingResponse"
+        return Response(bytes(value), status or 200, None, _OCTETS)
+    if inspect.iscoroutine(value):
+        value.close()  # it will never run: no "never awaited" warning on top of this error
+    raise TypeError(unsupported_return(value))
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
     )
+
+
+SUPPORTED_RESULTS = (
+    "return str, bytes, dict, list, an attrs instance, None, a trioweb.Response "
+    "(JSONResponse, ...), a StreamingResponse or a FileResponse"
+)
+
+
+def unsupported_return(value: object) -> str:
+    """Why ``value`` cannot be a handler's result, naming its type."""
+    hint = ""
+    if inspect.iscoroutine(value) or inspect.isawaitable(value):
+        hint = " (an awaitable: did you forget an await?)"
+    elif inspect.isasyncgen(value) or inspect.isgenerator(value):
+        hint = " (a generator: wrap an async one in StreamingResponse)"
+    return f"a handler returned {_type_name(value)}{hint}; {SUPPORTED_RESULTS}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, final
 
 import attrs
 
 from ._errors import RouteDefinitionError
+from ._util import describe_callable
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -30,6 +32,9 @@ class Declaration:
 class RouteDecorators:
     """``route``, ``get``, ``post``, ..., ``websocket``: each declares a route."""
 
+    #: How the decorators are spelled in error messages (``@app.get``).
+    _spelled = "app"
+
     def _declare(self, declaration: Declaration) -> None:
         raise NotImplementedError
 
@@ -37,8 +42,9 @@ class RouteDecorators:
         self,
         path: str,
         *,
-        methods: Iterable[str] = ("GET",),
+        methods: str | Iterable[str] = ("GET",),
         name: str | None = None,
+        status_code: int | None = None,
         cancel_on_disconnect: bool = True,
         timeout: float | None = None,
         max_body_size: int | None = None,
@@ -48,9 +54,13 @@ class RouteDecorators:
         Args:
             path: The path, with ``{name}`` or ``{name:converter}`` parameters
                 (converters: str, int, float, uuid, path).
-            methods: The HTTP methods. GET also answers HEAD. For a class, its
-                ``get``/``post``/... methods decide instead.
-            name: The name for ``url_for`` (default: the handler's name).
+            methods: The HTTP methods (one as a str, or several). GET also
+                answers HEAD. For a class, its ``get``/``post``/... methods
+                decide instead.
+            name: The name for ``url_for`` (default: the handler's name). In a
+                :class:`Router`, it is prefixed with the router's name.
+            status_code: The status of a value the handler returns (default
+                200, and 204 for None). A returned response object keeps its own.
             cancel_on_disconnect: When False, a disconnect sets the token and
                 runs its callbacks but the handler runs to completion; its
                 response is then discarded.
@@ -60,18 +70,46 @@ class RouteDecorators:
 
         Raises:
             RouteDefinitionError: The path is malformed, a parameter cannot be
-                bound, or the method and path are already routed.
+                bound, a path parameter is taken by no handler parameter, the
+                return annotation is something trioweb cannot send, or the
+                method and path are already routed.
         """
+        return self._route_decorator(
+            "route", path, methods, name, status_code, cancel_on_disconnect, timeout, max_body_size
+        )
+
+    def _route_decorator(
+        self,
+        decorator: str,
+        path: str,
+        methods: str | Iterable[str],
+        name: str | None,
+        status_code: int | None,
+        cancel_on_disconnect: bool,
+        timeout: float | None,
+        max_body_size: int | None,
+    ) -> Callable[[H], H]:
+        self._check_path(decorator, path)
+        if isinstance(methods, str):
+            methods = (methods,)  # not its letters
         method_set = frozenset(method.upper() for method in methods)
         unknown = method_set - HTTP_METHODS
         if not method_set or unknown:
             raise RouteDefinitionError(f"route {path!r}: unknown HTTP methods {sorted(unknown)}")
         if timeout is not None and timeout <= 0:
             raise RouteDefinitionError(f"route {path!r}: timeout must be positive")
+        if status_code is not None and (
+            type(status_code) is not int or not 200 <= status_code <= 599
+        ):
+            raise RouteDefinitionError(
+                f"route {path!r}: status_code must be an int from 200 to 599, not {status_code!r}"
+            )
+        _check_name(path, name)
         options = {
             "cancel_on_disconnect": cancel_on_disconnect,
             "timeout": timeout,
             "max_body_size": max_body_size,
+            "status_code": status_code,
         }
 
         def decorate(handler: H) -> H:
@@ -80,25 +118,47 @@ class RouteDecorators:
 
         return decorate
 
+    def _check_path(self, decorator: str, path: object) -> None:
+        if isinstance(path, str):
+            return
+        if callable(path):
+            # @app.get without parentheses: the handler arrived as the path.
+            raise RouteDefinitionError(
+                f"@{self._spelled}.{decorator} needs a path: write "
+                f'@{self._spelled}.{decorator}("/path"), with parentheses, above '
+                f"{describe_callable(path)}"
+            )
+        raise RouteDefinitionError(
+            f"@{self._spelled}.{decorator}: the path must be a str, not {type(path).__name__}"
+        )
+
     def get(self, path: str, **options: Any) -> Callable[[H], H]:
         """``route(path, methods=["GET"], ...)``; also answers HEAD."""
-        return self.route(path, methods=("GET",), **options)
+        return self._shortcut("get", path, options)
 
     def post(self, path: str, **options: Any) -> Callable[[H], H]:
         """``route(path, methods=["POST"], ...)``."""
-        return self.route(path, methods=("POST",), **options)
+        return self._shortcut("post", path, options)
 
     def put(self, path: str, **options: Any) -> Callable[[H], H]:
         """``route(path, methods=["PUT"], ...)``."""
-        return self.route(path, methods=("PUT",), **options)
+        return self._shortcut("put", path, options)
 
     def patch(self, path: str, **options: Any) -> Callable[[H], H]:
         """``route(path, methods=["PATCH"], ...)``."""
-        return self.route(path, methods=("PATCH",), **options)
+        return self._shortcut("patch", path, options)
 
     def delete(self, path: str, **options: Any) -> Callable[[H], H]:
         """``route(path, methods=["DELETE"], ...)``."""
-        return self.route(path, methods=("DELETE",), **options)
+        return self._shortcut("delete", path, options)
+
+    def _shortcut(self, method: str, path: str, options: dict[str, Any]) -> Callable[[H], H]:
+        if "methods" in options:
+            raise RouteDefinitionError(
+                f"@{self._spelled}.{method} takes no methods=; use @{self._spelled}.route"
+            )
+        self._check_path(method, path)
+        return self.route(path, methods=(method.upper(),), **options)
 
     def websocket(
         self,
@@ -118,7 +178,13 @@ class RouteDecorators:
             max_message_size: Bytes a message from the client may have; a larger
                 one closes the conversation with 1009 (default: the app's
                 ``websocket_max_message_size``).
+
+        Raises:
+            RouteDefinitionError: As for :meth:`route`, and a handler with no
+                ``WebSocket`` parameter.
         """
+        self._check_path("websocket", path)
+        _check_name(path, name)
         if max_message_size is not None and max_message_size < 0:
             raise ValueError("max_message_size must be >= 0")
         options = {
@@ -126,6 +192,7 @@ class RouteDecorators:
             "timeout": None,
             # An Endpoint's body limit is a WebSocket route's message limit.
             "max_body_size": max_message_size,
+            "status_code": None,
         }
 
         def decorate(handler: H) -> H:
@@ -135,9 +202,38 @@ class RouteDecorators:
         return decorate
 
 
+def _check_name(path: str, name: object) -> None:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise RouteDefinitionError(f"route {path!r}: name must be a str, not {name!r}")
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*")
+
+
+def default_namespace(prefix: str) -> str:
+    """A router's name when it is given none: its prefix's literal segments, dotted.
+
+    ``/api/v1`` gives ``api.v1``; parameter segments (``{tenant}``) are left out.
+    """
+    return ".".join(segment for segment in prefix.split("/") if segment and "{" not in segment)
+
+
+def included(declaration: Declaration, prefix: str, namespace: str) -> Declaration:
+    """``declaration`` as it is once its router (``prefix``, ``namespace``) is included."""
+    name = declaration.name
+    if namespace:
+        name = f"{namespace}.{name or handler_name(declaration.handler)}"
+    return attrs.evolve(declaration, path=prefix + declaration.path, name=name)
+
+
+def handler_name(handler: Callable[..., Any]) -> str:
+    """A route's default name: its handler's (or view class's) ``__name__``."""
+    return getattr(handler, "__name__", None) or type(handler).__name__
+
+
 @final
 class Router(RouteDecorators):
-    """A group of routes under a common prefix, included into an App later.
+    """A group of routes under a common prefix and name, included into an App later.
 
     ::
 
@@ -147,22 +243,42 @@ class Router(RouteDecorators):
         async def item(item_id: int) -> dict: ...
 
         app.include(api)
+        app.url_for("api.item", item_id=1)  # "/api/items/1"
+
+    Args:
+        prefix: The path every route's path is appended to.
+        name: The namespace of its routes' names (``"api.item"``), so that two
+            routers can each have an ``item``. By default, the prefix's
+            literal segments joined by dots (``/api/v1`` gives ``api.v1``); an
+            empty name leaves the names as they are. A router included into
+            another has both names (``"api.v1.item"``).
+
+    Raises:
+        RouteDefinitionError: The prefix does not start with ``/`` or ends with
+            one, or the name is not dotted letters, digits, ``_`` and ``-``.
     """
 
-    def __init__(self, prefix: str = "") -> None:
+    _spelled = "router"
+
+    def __init__(self, prefix: str = "", *, name: str | None = None) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise RouteDefinitionError(
                 f"router prefix {prefix!r} must start with '/' and not end with one"
             )
+        if name is None:
+            name = default_namespace(prefix)
+        if name and not _NAMESPACE.fullmatch(name):
+            raise RouteDefinitionError(
+                f"router name {name!r} must be letters, digits, '_' and '-', dotted"
+            )
         self.prefix = prefix
+        self.name = name
         self.declarations: list[Declaration] = []
 
     def _declare(self, declaration: Declaration) -> None:
         self.declarations.append(declaration)
 
     def include(self, router: Router) -> None:
-        """Add ``router``'s routes to this one, under this router's prefix."""
+        """Add ``router``'s routes to this one, under this router's prefix and name."""
         for declaration in router.declarations:
-            self.declarations.append(
-                attrs.evolve(declaration, path=router.prefix + declaration.path)
-            )
+            self.declarations.append(included(declaration, router.prefix, router.name))

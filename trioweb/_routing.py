@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
+from urllib.parse import quote, urlencode
 
 import attrs
 
@@ -92,7 +93,11 @@ class PathPattern:
         return params
 
     def format(self, params: Mapping[str, object]) -> str:
-        """Build a concrete path from parameter values (for ``url_for``).
+        """Build a concrete path from parameter values (for ``url_for``), percent-encoded.
+
+        A value must fit its converter before encoding (so ``/`` only in a
+        ``path`` parameter, where it stays a ``/``): the server decodes the
+        path before matching, and the URL must lead back to this route.
 
         Raises:
             ValueError: A parameter is missing, unexpected, or does not fit its converter.
@@ -113,7 +118,7 @@ class PathPattern:
                     f"{name}={text!r} does not fit the {self.converters[name].name!r} "
                     f"converter of path {self.path!r}"
                 )
-            return text
+            return quote(text, safe="/" if self.converters[name].name == "path" else "")
 
         return _PARAM.sub(substitute, self.path)
 
@@ -264,8 +269,19 @@ class RouteTable(Generic[E]):
             allowed.add("HEAD")
         return MethodNotAllowed(frozenset(allowed))
 
-    def url_for(self, name: str, params: Mapping[str, object]) -> str:
+    def url_for(
+        self,
+        name: str,
+        params: Mapping[str, object],
+        query: Mapping[str, object] | None = None,
+    ) -> str:
         """The path of the route called ``name`` with ``params`` filled in.
+
+        Args:
+            name: The route's name.
+            params: Its path parameters' values.
+            query: A query string to append, encoded as a form
+                (a list value repeats its key).
 
         Raises:
             KeyError: No route has that name.
@@ -275,7 +291,8 @@ class RouteTable(Generic[E]):
             route = self._by_name[name]
         except KeyError:
             raise KeyError(f"no route is named {name!r}") from None
-        return route.pattern.format(params)
+        path = route.pattern.format(params)
+        return f"{path}?{urlencode(query, doseq=True)}" if query else path
 
     def routes(self) -> Iterable[Route[E]]:
         seen: set[int] = set()

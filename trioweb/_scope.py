@@ -205,7 +205,7 @@ class HTTPExchange(Exchange):
                 raise RuntimeError(f"{handler!r} suspended, though its code has no await")
         except HTTPError as error:
             return error_response(error)
-        return to_response(result)
+        return to_response(result, self.endpoint.status_code)
 
     async def _respond(self, response: AnyResponse | None) -> None:
         """Run the handler, unless its ``response`` is given, and send that."""
@@ -216,9 +216,8 @@ class HTTPExchange(Exchange):
                 if endpoint.plan.data_binders or self.hooks.hooked:
                     response = await watched(self, run_pipeline(self))
                 else:  # nothing to await before the handler: no pipeline frame to keep
-                    response = to_response(
-                        await watched(self, endpoint.handler(**endpoint.injected(self)))
-                    )
+                    result = await watched(self, endpoint.handler(**endpoint.injected(self)))
+                    response = to_response(result, endpoint.status_code)
             except HTTPError as error:
                 response = error_response(error)
             state.handle(Event.RETURNED)
@@ -255,7 +254,8 @@ class HTTPExchange(Exchange):
 
     async def _send_any(self, response: AnyResponse) -> None:
         if isinstance(response, FileResponse):
-            await send_lowered(self, await lower_file(response, self.get_request().headers))
+            request = self.get_request()
+            await send_lowered(self, await lower_file(response, request.headers, request.method))
         else:
             await send_lowered(self, lower(response))
 
