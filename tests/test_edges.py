@@ -535,3 +535,40 @@ async def test_breaking_out_of_async_for_leaves_nothing_unclosed() -> None:
             await session.receive()
     gc.collect()  # under filterwarnings=error, an unclosed generator would fail here
     assert got == ["one"]
+
+
+async def test_nothing_is_sent_after_the_client_left() -> None:
+    # A bare ASGI harness: the server says http.disconnect mid-stream, and the
+    # test records every message the app sends from then on.
+    app = App()
+    streamed = trio.Event()
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for n in range(100):
+                yield f"{n}\n".encode()
+                if n == 3:
+                    streamed.set()
+                await trio.lowlevel.checkpoint()
+
+        return StreamingResponse(chunks())
+
+    to_app, app_receives = trio.open_memory_channel[dict[str, object]](10)
+    after: list[dict[str, object]] = []
+    gone = False
+
+    async def send(message: dict[str, object]) -> None:
+        await trio.lowlevel.checkpoint()
+        if gone:
+            after.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/stream", "headers": [], "query_string": b""}
+    await to_app.send({"type": "http.request", "body": b"", "more_body": False})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app, scope, app_receives.receive, send)
+        with trio.fail_after(WAIT):
+            await streamed.wait()
+        gone = True
+        await to_app.send({"type": "http.disconnect"})
+    assert after == [] or after == [after[0]], after  # at most the message in flight
