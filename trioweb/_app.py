@@ -12,6 +12,7 @@ import trio
 
 from ._binding import BindingPlan, Source, annotations_of, implicit_converters, make_plan
 from ._errors import HTTPError, RouteDefinitionError
+from ._lifespan import run_lifespan
 from ._request import Request
 from ._response import Response, status_response
 from ._router import Declaration, RouteDecorators, Router
@@ -227,41 +228,8 @@ class App(RouteDecorators):
             )
         return self._nursery
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            return
-        failure: str | None = None
-        try:
-            async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
-                self._nursery = nursery
-                try:
-                    if self._lifespan_context is not None:
-                        await stack.enter_async_context(self._lifespan_context(self))
-                    for hook in self._on_startup:
-                        await hook()
-                except Exception as error:
-                    logger.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": repr(error)})
-                    nursery.cancel_scope.cancel()
-                    return
-                await send({"type": "lifespan.startup.complete"})
-                await receive()
-                try:
-                    for hook in self._on_shutdown:
-                        await hook()
-                    await stack.aclose()
-                except Exception as error:
-                    logger.exception("shutdown failed")
-                    failure = repr(error)
-                # Work in app.nursery gets a grace period, then is cancelled.
-                nursery.cancel_scope.deadline = trio.current_time() + self.shutdown_grace
-        finally:
-            self._nursery = None
-        if failure is None:
-            await send({"type": "lifespan.shutdown.complete"})
-        else:
-            await send({"type": "lifespan.shutdown.failed", "message": failure})
+    def _lifespan(self, scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
+        return run_lifespan(self, scope, receive, send)
 
     # ---- middleware and the ASGI entry ----
 
@@ -307,7 +275,7 @@ class App(RouteDecorators):
             endpoint = found.route.endpoint
             return WebSocketExchange(self, endpoint, found.params, scope, receive, send).run()
         if kind == "lifespan":
-            return self._lifespan(receive, send)
+            return self._lifespan(scope, receive, send)
         raise ValueError(f"trioweb cannot serve ASGI scope type {kind!r}")
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
