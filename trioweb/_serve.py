@@ -366,12 +366,20 @@ async def _accept(
         await trio.serve_listeners(connections.serve, [listener], handler_nursery=handlers)
 
 
+# How long cancelled connections get to close by themselves before they are reset.
+ABORT_DELAY = 0.5
+
+
 async def _abort_when_cancelled(connections: Connections) -> None:
     # The graceful deadline (or a hard cancel) cancels the handlers' nursery,
-    # and this finally runs then: hypercorn's shielded writes need their sockets closed.
+    # and this finally runs then: a cancelled connection usually closes at once,
+    # but hypercorn's shielded writes to a client that does not read never end
+    # until their socket is closed.
     try:
         await trio.sleep_forever()
     finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(ABORT_DELAY):
+            await connections.wait_idle()
         connections.abort()
 
 
