@@ -262,3 +262,29 @@ def test_the_cli_passes_every_option_on(monkeypatch: pytest.MonkeyPatch) -> None
     assert seen["forwarded_allow_ips"] == "*"
     main(["run", "tests.serve_app:app", "--workers", "2"])
     assert seen["app"] == "tests.serve_app:app"  # workers import it themselves
+
+
+async def test_access_log() -> None:
+    process = await start_server("tests.serve_app:app", "--access-log")
+    try:
+        port = await read_port(process)
+        assert (await fetch(port, "GET", "/plain")).status == 200
+        process.send_signal(signal.SIGTERM)
+        status, log = await finish(process)
+    finally:
+        await stop(process)
+    assert status == 0
+    assert re.search(r'hypercorn\.access INFO .*"GET /plain 1\.1" 200', log), log
+
+
+def test_log_level_sets_only_trioweb_and_hypercorn_loggers() -> None:
+    code = (
+        "import logging; from trioweb._supervise import configure_logging; "
+        "configure_logging('error'); "
+        "print([logging.getLevelName(logging.getLogger(n).level) for n in "
+        "('trioweb', 'hypercorn.error', 'hypercorn.access', '', 'other')])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.strip() == "['ERROR', 'ERROR', 'ERROR', 'WARNING', 'NOTSET']"
