@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,6 +17,7 @@ from ._declare import check_endpoint, check_hook
 from ._endpoint import Endpoint, ErrorHandler, Hooks
 from ._errors import HTTPError, RouteDefinitionError
 from ._exchange import Receive, Send
+from ._lifespan import LifespanPlan, run_lifespan
 from ._request import Request
 from ._response import Response, status_response
 from ._router import Declaration, RouteDecorators, Router, handler_name, included
@@ -285,41 +287,19 @@ class App(RouteDecorators):
             )
         return self._nursery
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            return
-        failure: str | None = None
-        try:
-            async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
-                self._nursery = nursery
-                try:
-                    if self._lifespan_context is not None:
-                        await stack.enter_async_context(self._lifespan_context(self))
-                    for hook in self._on_startup:
-                        await hook()
-                except Exception as error:
-                    logger.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": repr(error)})
-                    nursery.cancel_scope.cancel()
-                    return
-                await send({"type": "lifespan.startup.complete"})
-                await receive()
-                try:
-                    for hook in self._on_shutdown:
-                        await hook()
-                    await stack.aclose()
-                except Exception as error:
-                    logger.exception("shutdown failed")
-                    failure = repr(error)
-                # Work in app.nursery gets a grace period, then is cancelled.
-                nursery.cancel_scope.deadline = trio.current_time() + self.shutdown_grace
-        finally:
-            self._nursery = None
-        if failure is None:
-            await send({"type": "lifespan.shutdown.complete"})
-        else:
-            await send({"type": "lifespan.shutdown.failed", "message": failure})
+    def _lifespan(self, scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
+        context = self._lifespan_context
+        plan = LifespanPlan(
+            context=None if context is None else functools.partial(context, self),
+            on_startup=tuple(self._on_startup),
+            on_shutdown=tuple(self._on_shutdown),
+            shutdown_grace=self.shutdown_grace,
+            set_nursery=self._set_nursery,
+        )
+        return run_lifespan(plan, scope, receive, send)
+
+    def _set_nursery(self, nursery: trio.Nursery | None) -> None:
+        self._nursery = nursery
 
     # ---- middleware and the ASGI entry ----
 
@@ -373,7 +353,7 @@ class App(RouteDecorators):
                 self, self._hooks, endpoint, found.params, scope, receive, send
             ).run()
         if kind == "lifespan":
-            return self._lifespan(receive, send)
+            return self._lifespan(scope, receive, send)
         raise ValueError(f"trioweb cannot serve ASGI scope type {kind!r}")
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
@@ -381,7 +361,7 @@ class App(RouteDecorators):
 
         See :func:`trioweb.serve` for ``options``.
         """
-        from ._serve import run
+        from ._supervise import run
 
         run(self, host=host, port=port, **options)
 
