@@ -9,14 +9,14 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, final
 
-import attrs
 import trio
 
 from ._binding import Source, annotations_of, implicit_converters, make_plan
-from ._declare import check_endpoint, check_hook
-from ._endpoint import Endpoint, ErrorHandler, Hooks
+from ._declare import check_endpoint
+from ._endpoint import Endpoint
 from ._errors import HTTPError, RouteDefinitionError
 from ._exchange import Receive, Send
+from ._hook_decorators import HookDecorators
 from ._lifespan import LifespanPlan, run_lifespan
 from ._request import Request
 from ._response import Response, status_response
@@ -37,7 +37,7 @@ Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[object]]
 
 
 @final
-class App(RouteDecorators):
+class App(RouteDecorators, HookDecorators):
     """A trioweb application: an ASGI callable with route decorators.
 
     Args:
@@ -84,13 +84,10 @@ class App(RouteDecorators):
         self.callback_budget = callback_budget
         self.max_body_size = max_body_size
         self.shutdown_grace = shutdown_grace
+        super().__init__()
         self._routes: RouteTable[Endpoint] = RouteTable()
         self._websocket_routes: RouteTable[Endpoint] = RouteTable()
         self._lifespan_context = lifespan
-        self._on_startup: list[Callable[[], Awaitable[object]]] = []
-        self._on_shutdown: list[Callable[[], Awaitable[object]]] = []
-        # One frozen value, handed to every exchange; replaced when a hook is added.
-        self._hooks = Hooks()
         self._nursery: trio.Nursery | None = None
         self._middleware: ASGIApp | None = None
 
@@ -152,79 +149,7 @@ class App(RouteDecorators):
         for declaration in router.declarations:
             self._declare(included(declaration, router.prefix, router.name))
 
-    # ---- hooks ----
-
-    def before_request(self, hook: H) -> H:
-        """Run ``await hook(request)`` before each handler, inside the request's scope.
-
-        A hook that returns something other than None answers the request
-        with it, and the handler does not run.
-
-        Raises:
-            RouteDefinitionError: ``hook`` is not async, or cannot take one argument.
-        """
-        check_hook(hook, "before_request hook", ("request",))
-        self._hooks = attrs.evolve(self._hooks, before_request=(*self._hooks.before_request, hook))
-        return hook
-
-    def before_websocket(self, hook: H) -> H:
-        """Run ``await hook(websocket)`` before each WebSocket handler, before the handshake.
-
-        ``before_request`` hooks take a :class:`~trioweb.Request` and run for
-        HTTP requests only; a WebSocket has no request body or response, so it
-        gets hooks of its own. A hook that returns something other than None
-        refuses the handshake with it as an HTTP response (a
-        :class:`~trioweb.Response`, or anything a handler may return), and the
-        handler does not run.
-
-        Raises:
-            RouteDefinitionError: ``hook`` is not async, or cannot take one argument.
-        """
-        check_hook(hook, "before_websocket hook", ("websocket",))
-        hooks = self._hooks
-        self._hooks = attrs.evolve(hooks, before_websocket=(*hooks.before_websocket, hook))
-        return hook
-
-    def after_request(self, hook: H) -> H:
-        """Run ``await hook(request, response)`` after each handler; it may return
-        a replacement response (None keeps the one it was given).
-
-        Raises:
-            RouteDefinitionError: ``hook`` is not async, or cannot take two arguments.
-        """
-        check_hook(hook, "after_request hook", ("request", "response"))
-        self._hooks = attrs.evolve(self._hooks, after_request=(*self._hooks.after_request, hook))
-        return hook
-
-    def errorhandler(self, key: type[BaseException] | int) -> Callable[[H], H]:
-        """Answer an exception from a handler or hook with ``await handler(request, error)``.
-
-        ``key`` is an exception type (subclasses match too; the closest wins),
-        or an HTTP status, which matches an :class:`~trioweb.HTTPError` with it.
-
-        Raises:
-            TypeError: ``key`` is neither.
-            RouteDefinitionError: ``key`` is a status no HTTPError has, or the
-                handler is not async or cannot take two arguments.
-        """
-        if not (isinstance(key, int) or (isinstance(key, type) and issubclass(key, BaseException))):
-            raise TypeError(f"errorhandler() takes an exception type or a status, not {key!r}")
-        if isinstance(key, int) and not 400 <= key <= 599:
-            raise RouteDefinitionError(
-                f"errorhandler({key}): an HTTPError has a status from 400 to 599, "
-                f"so {key} is never raised"
-            )
-
-        def decorate(handler: H) -> H:
-            check_hook(handler, "errorhandler", ("request", "error"))
-            handlers: dict[type[BaseException] | int, ErrorHandler] = {
-                **self._hooks.error_handlers,
-                key: handler,
-            }
-            self._hooks = attrs.evolve(self._hooks, error_handlers=handlers)
-            return handler
-
-        return decorate
+    # ---- paths ----
 
     def url_for(
         self, name: str, /, *, _query: Mapping[str, object] | None = None, **params: object
@@ -251,25 +176,7 @@ class App(RouteDecorators):
 
     # ---- lifespan ----
 
-    def on_startup(self, hook: H) -> H:
-        """Run ``await hook()`` at startup, before the first request.
-
-        Raises:
-            RouteDefinitionError: ``hook`` is not async, or needs arguments.
-        """
-        check_hook(hook, "on_startup hook", ())
-        self._on_startup.append(hook)
-        return hook
-
-    def on_shutdown(self, hook: H) -> H:
-        """Run ``await hook()`` at shutdown, after the last request.
-
-        Raises:
-            RouteDefinitionError: ``hook`` is not async, or needs arguments.
-        """
-        check_hook(hook, "on_shutdown hook", ())
-        self._on_shutdown.append(hook)
-        return hook
+    # ---- lifespan ----
 
     @property
     def nursery(self) -> trio.Nursery:
