@@ -110,11 +110,12 @@ def _events_pump(stream: EventStream) -> Pump:
                     except trio.EndOfChannel:
                         break
                 if idle.cancelled_caught:
-                    going = await send_chunk(encode_comment("keep-alive"))
+                    chunk = encode_comment("keep-alive")
                 elif isinstance(event, ServerSentEvent):
-                    going = await send_chunk(encode_event(event))
+                    chunk = encode_event(event)
                 else:
-                    going = await send_chunk(encode_event(ServerSentEvent(str(event))))
+                    chunk = encode_event(ServerSentEvent(str(event)))
+                going = await send_chunk(chunk)
             nursery.cancel_scope.cancel()
 
     return pump
