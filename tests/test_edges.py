@@ -13,6 +13,7 @@ import trio.testing
 
 from trioweb import (
     App,
+    DisconnectReason,
     DisconnectToken,
     EventStream,
     HTTPError,
@@ -587,3 +588,72 @@ async def test_nothing_is_sent_after_the_client_left(kind: str) -> None:
         gone = True
         resume.set()
     assert after == []
+
+
+# ---- the token says why ----
+
+
+class FakeConnection:
+    """The connection layer's handle, as trioweb's serving or a test client gives it."""
+
+    def __init__(self, reason: DisconnectReason) -> None:
+        self.reason = reason
+
+    def disconnect_reason(self) -> DisconnectReason:
+        return self.reason
+
+    def abort(self) -> None:
+        raise AssertionError("not used here")
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [None, DisconnectReason.STREAM_RESET, DisconnectReason.CONNECTION_TIMED_OUT],
+)
+async def test_the_token_and_the_log_line_say_why(
+    reason: DisconnectReason | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    app = App()
+    reasons: list[object] = []
+    entered = trio.Event()
+
+    @app.get("/wait")
+    async def wait(token: DisconnectToken) -> None:
+        token.register(lambda: reasons.append(token.reason))
+        entered.set()
+        await trio.sleep_forever()
+
+    extensions = {} if reason is None else {"trioweb.connection": FakeConnection(reason)}
+    scope = {"type": "http", "method": "GET", "path": "/wait", "headers": [], "query_string": b""}
+    scope["extensions"] = extensions
+    to_app, app_receives = trio.open_memory_channel[dict[str, object]](10)
+
+    async def send(message: dict[str, object]) -> None:
+        raise AssertionError(f"nothing is sent: {message}")
+
+    await to_app.send({"type": "http.request", "body": b"", "more_body": False})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app, scope, app_receives.receive, send)
+        with trio.fail_after(WAIT):
+            await entered.wait()
+        await to_app.send({"type": "http.disconnect"})
+    expected = reason or DisconnectReason.CLIENT_DISCONNECTED
+    assert reasons == [expected]
+    assert f"GET /wait cancelled: {expected.value} after" in caplog.text
+
+
+async def test_abort_sets_the_token_with_its_reason() -> None:
+    app = App()
+    seen: list[object] = []
+
+    @app.get("/abort")
+    async def abort(request: Request, token: DisconnectToken) -> str:
+        token.register(lambda: seen.append(token.reason))
+        request.abort()
+        await trio.lowlevel.checkpoint()
+        return "not sent"
+
+    async with TestClient(app) as client, client.stream("GET", "/abort") as call:
+        await call.wait_app_done()
+    assert seen == [DisconnectReason.ABORTED]

@@ -19,6 +19,7 @@ from ._errors import WebSocketDisposedError as WebSocketDisposedError
 from ._errors import WebSocketError as WebSocketError
 from ._errors import WebSocketStateError as WebSocketStateError
 from ._files import FileResponse as FileResponse
+from ._outcome import DisconnectReason as DisconnectReason
 from ._request import Request as Request
 from ._response import EventStream as EventStream
 from ._response import JSONResponse as JSONResponse
@@ -43,6 +44,7 @@ __all__ = [
     "BlockingCallbackError",
     "CallbackRegistration",
     "Cookie",
+    "DisconnectReason",
     "DisconnectToken",
     "DisconnectTokenStatistics",
     "EventStream",

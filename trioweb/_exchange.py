@@ -18,7 +18,7 @@ import trio
 
 from ._endpoint import Endpoint, Hooks
 from ._http_state import Effect
-from ._outcome import Outcome
+from ._outcome import DisconnectReason, Outcome
 from ._token import DisconnectToken
 
 logger = logging.getLogger("trioweb")
@@ -70,22 +70,24 @@ class Exchange:
         self.started_at = 0.0
         self._token: DisconnectToken | None = None
 
-    def client_gone(self) -> bool:
-        """Whether the client went away before the exchange was over."""
-        return False
+    def abandoned(self) -> DisconnectReason | None:
+        """Why the request was abandoned before it was over, or None."""
+        return None
 
     def get_token(self) -> DisconnectToken:
-        """The request's token, made on first use (already set if the client is gone)."""
+        """The request's token, made on first use (already set if it was abandoned)."""
         if self._token is None:
             self._token = DisconnectToken._create(self.describe(), self.callback_budget)
-            if self.client_gone():
-                self._token._trip()
+            reason = self.abandoned()
+            if reason is not None:
+                self._token._trip(reason)
         return self._token
 
     def apply(self, effect: Effect) -> None:
         """Carry out what the state machine asked for (subclasses add the I/O effects)."""
         if effect & Effect.TRIP_TOKEN and self._token is not None:
-            self._token._trip()  # before the scope is cancelled: callbacks see a live request
+            # Before the scope is cancelled: callbacks see a live request.
+            self._token._trip(self.abandoned() or DisconnectReason.CLIENT_DISCONNECTED)
         if effect & Effect.CANCEL_SCOPE and self.cancel_scope is not None:
             self.cancel_scope.cancel()
 
@@ -117,17 +119,17 @@ class Exchange:
         outcome = outcome or Outcome.COMPLETED
         if outcome is not Outcome.COMPLETED and outcome is not Outcome.FAILED:
             elapsed = time.perf_counter() - self.started_at
+            why = (self.abandoned() or DisconnectReason.CLIENT_DISCONNECTED).value
             if outcome is Outcome.DISCONNECTED and handler_cancelled:
-                logger.info(
-                    "%s cancelled: client disconnected after %.2fs", self.describe(), elapsed
-                )
+                logger.info("%s cancelled: %s after %.2fs", self.describe(), why, elapsed)
             elif outcome is Outcome.DISCONNECTED and quiet:
                 logger.debug("%s ended: the client closed it after %.2fs", self.describe(), elapsed)
             elif outcome is Outcome.DISCONNECTED:
+                after = "the client disconnected" if why == "client disconnected" else why
                 logger.info(
-                    "%s ran to completion after the client disconnected (%.2fs); "
-                    "nothing more was sent",
+                    "%s ran to completion after %s (%.2fs); nothing more was sent",
                     self.describe(),
+                    after,
                     elapsed,
                 )
             else:

@@ -36,7 +36,7 @@ import trio
 
 from ._errors import IOCancelledError
 from ._http_state import BodyState, Effect, Event, HTTPState, Phase
-from ._hypercorn import receive_nowait_of
+from ._hypercorn import disconnect_reason, receive_nowait_of
 
 logger = logging.getLogger("trioweb")
 
@@ -114,15 +114,26 @@ class PendingIO:
 class Receiver:
     """Drains ``receive()`` for one exchange; made when the first body read or watch needs it."""
 
-    __slots__ = ("_apply", "_body_event", "_io", "_receive", "_state", "_watch_scope", "owner")
+    __slots__ = (
+        "_apply",
+        "_body_event",
+        "_io",
+        "_receive",
+        "_scope",
+        "_state",
+        "_watch_scope",
+        "owner",
+    )
 
     def __init__(
         self,
         receive: Callable[[], Any],
+        scope: dict[str, Any],
         state: HTTPState,
         apply: Callable[[Effect], None],
         io: PendingIO,
     ) -> None:
+        self._scope = scope
         self._receive = receive
         self._state = state
         self._apply = apply
@@ -134,7 +145,9 @@ class Receiver:
     def _take(self, message: dict[str, Any]) -> Effect:
         if message.get("type") == "http.disconnect":
             self.owner = Owner.ENDED
-        effect = self._state.on_receive(message)
+            effect = self._state.on_disconnect(disconnect_reason(self._scope))
+        else:
+            effect = self._state.on_receive(message)
         self._apply(effect)
         return effect
 
@@ -169,7 +182,8 @@ class Receiver:
                 if effect & Effect.AWAIT_DELIVERY and not await self._io.wait_delivered(
                     self._state, DELIVERY_GRACE
                 ):
-                    self._apply(self._state.on_undelivered())  # stuck on a gone client
+                    # Stuck on a gone client.
+                    self._apply(self._state.on_undelivered(disconnect_reason(self._scope)))
         except Exception:
             # Never raise: in a system task an error would end the whole run.
             logger.exception("trioweb's disconnect watcher failed")

@@ -43,7 +43,7 @@ from typing import Any, final
 
 import attrs
 
-from ._outcome import Outcome
+from ._outcome import DisconnectReason, Outcome
 
 
 class Phase(enum.Enum):
@@ -120,7 +120,10 @@ TABLE: Mapping[tuple[Phase, Event], tuple[Phase, Effect]] = {
     },
     (_P.FINISHING, _E.DISCONNECT): (_P.FINISHING, _F.AWAIT_DELIVERY),
     **{(phase, _E.DISCONNECT): (phase, _F.NONE) for phase in _OVER},
-    **{(phase, _E.ABORT): (phase, _F.CANCEL_SCOPE | _F.CANCEL_IO) for phase in _LIVE},
+    **{
+        (phase, _E.ABORT): (phase, _F.TRIP_TOKEN | _F.CANCEL_SCOPE | _F.CANCEL_IO)
+        for phase in _LIVE
+    },
     **{(phase, _E.ABORT): (phase, _F.NONE) for phase in _OVER},
     **{(phase, _E.FINISH): (_P.DONE, _F.NONE) for phase in Phase},
 }
@@ -147,6 +150,8 @@ class HTTPState:
     outcome: Outcome | None = attrs.field(init=False, default=None)
     #: Whether the client went away before the response was complete.
     peer_gone: bool = attrs.field(init=False, default=False)
+    #: Why the request was abandoned (what its token says), or None.
+    reason: DisconnectReason | None = attrs.field(init=False, default=None)
     body_state: BodyState = attrs.field(init=False, default=BodyState.EXPECTED)
     _body: bytes | bytearray | None = attrs.field(init=False, default=None)
 
@@ -180,33 +185,43 @@ class HTTPState:
 
     # ---- what the server says ----
 
-    def on_receive(self, message: Mapping[str, Any]) -> Effect:
-        """One message from ``receive()``."""
+    def on_receive(
+        self,
+        message: Mapping[str, Any],
+        reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED,
+    ) -> Effect:
+        """One message from ``receive()``; ``reason`` is what a disconnect would mean."""
         kind = message.get("type")
         if kind == "http.request":
             return self._on_body(message.get("body", b""), bool(message.get("more_body", False)))
         if kind == "http.disconnect":
-            return self.on_disconnect()
+            return self.on_disconnect(reason)
         return Effect.NONE
 
-    def on_disconnect(self) -> Effect:
+    def on_disconnect(
+        self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED
+    ) -> Effect:
         """``http.disconnect``: the client left, or the response was complete."""
         if self.peer_gone:
             return Effect.NONE  # already handled
         effect = self.handle(Event.DISCONNECT)
         if effect is Effect.AWAIT_DELIVERY:
             return effect if self.multiplexed else Effect.NONE
-        return self._client_left(effect)
+        return self._client_left(effect, reason)
 
-    def on_undelivered(self) -> Effect:
+    def on_undelivered(
+        self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED
+    ) -> Effect:
         """The final send did not come back after a disconnect: the client is gone."""
         if self.peer_gone:
             return Effect.NONE
-        return self._client_left(self.handle(Event.UNDELIVERED))
+        return self._client_left(self.handle(Event.UNDELIVERED), reason)
 
-    def _client_left(self, effect: Effect) -> Effect:
+    def _client_left(self, effect: Effect, reason: DisconnectReason) -> Effect:
         if effect:
             self.peer_gone = True
+            if self.reason is None:
+                self.reason = reason
             self.set_outcome(Outcome.DISCONNECTED)
             if self.body_state is BodyState.EXPECTED:
                 self.body_state = BodyState.CUT
@@ -219,6 +234,8 @@ class HTTPState:
         effect = self.handle(Event.ABORT)
         if effect:
             self.set_outcome(Outcome.ABORTED)
+            if self.reason is None:
+                self.reason = DisconnectReason.ABORTED
         return effect
 
     def on_send(self, message: Mapping[str, Any]) -> Effect:

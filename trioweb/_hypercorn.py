@@ -20,7 +20,9 @@ Hypercorn 0.18's Trio worker, as measured on this project's machine:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+from ._outcome import DisconnectReason
 
 ReceiveNowait = Callable[[], dict[str, Any]]
 
@@ -36,3 +38,37 @@ def receive_nowait_of(receive: Callable[..., Any]) -> ReceiveNowait | None:
 def watch_from_start(scope: dict[str, Any]) -> bool:
     """Whether sends may hang on a gone client (HTTP/2 and 3 flow control)."""
     return scope.get("http_version", "1.1") in ("2", "3")
+
+
+#: The ASGI scope extension through which the connection layer under the app
+#: (trioweb's own serving, or the test client) tells what an ``http.disconnect``
+#: meant, and lets the app abandon the connection. Hypercorn itself says neither.
+CONNECTION_EXTENSION = "trioweb.connection"
+
+
+class Connection(Protocol):
+    """What ``scope["extensions"]["trioweb.connection"]`` offers."""
+
+    def disconnect_reason(self) -> DisconnectReason:
+        """Why the client is gone: a reset stream, a dead peer, or it left."""
+        ...
+
+    def abort(self) -> None:
+        """Close the connection now, whatever is being sent (a shielded write fails)."""
+        ...
+
+
+def connection_of(scope: dict[str, Any]) -> Connection | None:
+    """The connection layer's handle for this request, where there is one."""
+    extensions = scope.get("extensions")
+    return extensions.get(CONNECTION_EXTENSION) if extensions else None
+
+
+def disconnect_reason(scope: dict[str, Any]) -> DisconnectReason:
+    """What an ``http.disconnect`` for this request means."""
+    connection = connection_of(scope)
+    return (
+        DisconnectReason.CLIENT_DISCONNECTED
+        if connection is None
+        else connection.disconnect_reason()
+    )

@@ -1,8 +1,9 @@
-"""How a request ended: one value, shared by HTTP and WebSocket exchanges (pure)."""
+"""How a request ended, and why it was abandoned: values shared by every exchange (pure)."""
 
 from __future__ import annotations
 
 import enum
+from typing import final
 
 
 class Outcome(enum.Enum):
@@ -14,8 +15,29 @@ class Outcome(enum.Enum):
     """
 
     COMPLETED = "completed"
-    DISCONNECTED = "disconnected"
+    DISCONNECTED = "disconnected"  # abandoned: the token's reason says why
     TIMED_OUT = "timed out"
     ABORTED = "aborted"
     TOO_LARGE = "body too large"
     FAILED = "failed"
+
+
+@final
+class DisconnectReason(enum.Enum):
+    """Why a request was abandoned: what ``DisconnectToken.reason`` says once it is set.
+
+    The server cannot always tell these apart. A client that closes its socket
+    and one whose network dropped it look the same until the dead-peer timeout
+    (TCP keepalive and ``TCP_USER_TIMEOUT``) decides: only then is it
+    :attr:`CONNECTION_TIMED_OUT`. A WebSocket client's close frame arrives as
+    1006 (hypercorn issue 127), like a dropped connection: both are
+    :attr:`CLIENT_DISCONNECTED`. Over HTTP/2, a stream whose connection is still
+    open when its request is abandoned was reset: :attr:`STREAM_RESET`.
+    """
+
+    CLIENT_DISCONNECTED = "client disconnected"
+    STREAM_RESET = "stream reset"
+    CLIENT_TOO_SLOW = "client too slow"
+    CONNECTION_TIMED_OUT = "connection timed out"
+    SERVER_SHUTDOWN = "server shutting down"
+    ABORTED = "aborted by the app"

@@ -48,7 +48,7 @@ from ._http_receive import Owner, PendingIO, Receiver
 from ._http_send import incomplete_head, lower, lower_file, send_lowered
 from ._http_state import Effect, Event, HTTPState, Phase
 from ._hypercorn import watch_from_start
-from ._outcome import Outcome
+from ._outcome import DisconnectReason, Outcome
 from ._pipeline import AnyResponse, answer_status, request_data, run_pipeline
 from ._request import Request
 from ._response import Response, error_response, to_response
@@ -284,8 +284,8 @@ class HTTPExchange(Exchange):
 
     # ---- the drivers' side ----
 
-    def client_gone(self) -> bool:
-        return self.state.peer_gone
+    def abandoned(self) -> DisconnectReason | None:
+        return self.state.reason
 
     def apply(self, effect: Effect) -> None:
         super().apply(effect)
@@ -297,7 +297,7 @@ class HTTPExchange(Exchange):
     @property
     def receiver(self) -> Receiver:
         if self._receiver is None:
-            self._receiver = Receiver(self.receive, self.state, self.apply, self.io)
+            self._receiver = Receiver(self.receive, self.scope, self.state, self.apply, self.io)
         return self._receiver
 
     @property

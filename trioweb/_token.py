@@ -45,6 +45,7 @@ import trio
 
 from ._blocking import check_callback
 from ._errors import TokenDisposedError
+from ._outcome import DisconnectReason
 from ._util import NoPublicConstructor, describe_callable
 
 logger = logging.getLogger("trioweb")
@@ -157,6 +158,7 @@ class DisconnectToken(metaclass=NoPublicConstructor):
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _pending: dict[CallbackRegistration, None] = attrs.field(init=False, factory=dict)
     _set: bool = attrs.field(init=False, default=False)
+    _reason: DisconnectReason | None = attrs.field(init=False, default=None)
     _disposed: bool = attrs.field(init=False, default=False)
     _event: trio.Event | None = attrs.field(init=False, default=None)
     _waiting: int = attrs.field(init=False, default=0)
@@ -166,6 +168,15 @@ class DisconnectToken(metaclass=NoPublicConstructor):
     def is_set(self) -> bool:
         """Whether the client disconnected. Safe to call from any thread."""
         return self._set
+
+    @property
+    def reason(self) -> DisconnectReason | None:
+        """Why the request was abandoned, once the token is set (None before).
+
+        See :class:`~trioweb.DisconnectReason` for what the server can and
+        cannot tell apart. Safe to read from any thread.
+        """
+        return self._reason
 
     @property
     def disposed(self) -> bool:
@@ -248,11 +259,12 @@ class DisconnectToken(metaclass=NoPublicConstructor):
 
     # ---- framework side: called by the request scope on the Trio thread ----
 
-    def _trip(self) -> None:
+    def _trip(self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED) -> None:
         """Set the token and run its callbacks. Never raises a callback's error."""
         with self._lock:
             if self._set or self._disposed:
                 return
+            self._reason = reason
             self._set = True
             pending = tuple(self._pending)
         if self._event is not None:

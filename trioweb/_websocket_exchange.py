@@ -19,7 +19,7 @@ from ._endpoint import Endpoint, Hooks
 from ._errors import HTTPError
 from ._exchange import Exchange, Receive, Send
 from ._http_state import Effect
-from ._outcome import Outcome
+from ._outcome import DisconnectReason, Outcome
 from ._pipeline import request_data
 from ._response import error_response, to_response
 from ._websocket import WebSocket, WebSocketState
@@ -164,10 +164,14 @@ class WebSocketExchange(Exchange):
                 effect |= Effect.CANCEL_SCOPE
             self.apply(effect)
 
-    def client_gone(self) -> bool:
-        return self._peer_gone
+    def abandoned(self) -> DisconnectReason | None:
+        if self._peer_gone:
+            return DisconnectReason.CLIENT_DISCONNECTED
+        if self._outcome is Outcome.ABORTED:
+            return DisconnectReason.ABORTED
+        return None
 
     def abort(self) -> None:
         if self._outcome is None:
             self._outcome = Outcome.ABORTED
-        self.apply(Effect.CANCEL_SCOPE)
+        self.apply(Effect.TRIP_TOKEN | Effect.CANCEL_SCOPE)
