@@ -625,8 +625,14 @@ async def test_the_token_and_the_log_line_say_why(
         await trio.sleep_forever()
 
     extensions = {} if reason is None else {"trioweb.connection": FakeConnection(reason)}
-    scope = {"type": "http", "method": "GET", "path": "/wait", "headers": [], "query_string": b""}
-    scope["extensions"] = extensions
+    scope: dict[str, object] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/wait",
+        "headers": [],
+        "query_string": b"",
+        "extensions": extensions,
+    }
     to_app, app_receives = trio.open_memory_channel[dict[str, object]](10)
 
     async def send(message: dict[str, object]) -> None:
