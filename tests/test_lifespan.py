@@ -51,7 +51,7 @@ def pool_app(
         record.append("shutdown started")
         release.set()
 
-    app.shutdown_started = shutdown_started  # type: ignore[attr-defined]  # the serve() seam
+    app.shutdown_started = shutdown_started  # type: ignore[method-assign]  # a spy on the seam  # the serve() seam
 
     async def background() -> None:
         try:
@@ -258,7 +258,7 @@ async def test_serve_shuts_down_gracefully_when_an_app_nursery_task_crashes(
         await release.wait()
         return "finished"
 
-    app.shutdown_started = release.set  # type: ignore[attr-defined]  # the serve() seam
+    app.shutdown_started = release.set  # type: ignore[method-assign]  # a spy on the seam  # the serve() seam
     failures: list[LifespanFailed] = []
 
     async def serve_and_catch(*, task_status: trio.TaskStatus[Server]) -> None:

@@ -111,7 +111,7 @@ async def test_shutdown_started_is_called_once_when_the_server_stops_accepting(
         calls.append(True)
         called.set()
 
-    app.shutdown_started = shutdown_started  # type: ignore[attr-defined]
+    app.shutdown_started = shutdown_started  # type: ignore[method-assign]  # a spy on the seam
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(
             partial(serve, app, "127.0.0.1", 0, graceful_timeout=0.5)

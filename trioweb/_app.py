@@ -27,7 +27,7 @@ from ._token import DisconnectToken
 from ._util import describe_callable
 from ._views import view_endpoints
 from ._websocket import WebSocket
-from ._websocket_exchange import WebSocketExchange
+from ._websocket_exchange import LiveWebSockets, WebSocketExchange
 
 logger = logging.getLogger("trioweb")
 
@@ -89,6 +89,8 @@ class App(RouteDecorators, HookDecorators):
         self._websocket_routes: RouteTable[Endpoint] = RouteTable()
         self._lifespan_context = lifespan
         self._nursery: trio.Nursery | None = None
+        self._shutting_down = False
+        self._websockets = LiveWebSockets()
         self._middleware: ASGIApp | None = None
 
     # ---- declaring routes ----
@@ -179,6 +181,24 @@ class App(RouteDecorators, HookDecorators):
     # ---- lifespan ----
 
     @property
+    def shutting_down(self) -> bool:
+        """Whether the server has begun a graceful shutdown (see :meth:`shutdown_started`)."""
+        return self._shutting_down
+
+    def shutdown_started(self) -> None:
+        """What :func:`trioweb.serve` calls when a graceful shutdown begins.
+
+        From then on, a request still running when the server's graceful
+        period ends is cancelled by shutdown: its token is set with
+        :attr:`~trioweb.DisconnectReason.SERVER_SHUTDOWN`, and one INFO line
+        says so. Every open WebSocket gets its token set and a 1001 "going
+        away" close at once, so that its client can leave cleanly in time.
+        A server other than trioweb's may call it too.
+        """
+        self._shutting_down = True
+        self._websockets.going_away()
+
+    @property
     def nursery(self) -> trio.Nursery:
         """A nursery for work that must outlive a request, open while the app runs.
 
@@ -257,7 +277,7 @@ class App(RouteDecorators, HookDecorators):
                 return _reject_websocket(send, scope)
             endpoint = found.route.endpoint
             return WebSocketExchange(
-                self, self._hooks, endpoint, found.params, scope, receive, send
+                self, self._hooks, endpoint, found.params, scope, receive, send, self._websockets
             ).run()
         if kind == "lifespan":
             return self._lifespan(scope, receive, send)

@@ -91,6 +91,10 @@ class Exchange:
         if effect & Effect.CANCEL_SCOPE and self.cancel_scope is not None:
             self.cancel_scope.cancel()
 
+    def shutting_down(self) -> bool:
+        """Whether the app's server has begun a graceful shutdown."""
+        return bool(getattr(self.app, "shutting_down", False))
+
     def describe(self) -> str:
         return f"{self.scope.get('method', 'WEBSOCKET')} {self.scope.get('path')}"
 
@@ -132,6 +136,10 @@ class Exchange:
                     after,
                     elapsed,
                 )
+            elif outcome is Outcome.SHUTDOWN and handler_cancelled:
+                logger.info("%s cancelled by shutdown after %.2fs", self.describe(), elapsed)
+            elif outcome is Outcome.SHUTDOWN:
+                logger.info("%s closed by shutdown after %.2fs", self.describe(), elapsed)
             else:
                 logger.info("%s ended after %.2fs: %s", self.describe(), elapsed, outcome.value)
         extensions = self.scope.get("extensions")

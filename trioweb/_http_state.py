@@ -229,6 +229,14 @@ class HTTPState:
                 effect &= ~Effect.CANCEL_SCOPE
         return effect
 
+    def on_shutdown(self) -> Effect:
+        """The server's graceful period ended with this request still running."""
+        if self.outcome is not None or self.phase is Phase.DONE:
+            return Effect.NONE
+        self.set_outcome(Outcome.SHUTDOWN)
+        self.reason = DisconnectReason.SERVER_SHUTDOWN
+        return Effect.TRIP_TOKEN
+
     def on_abort(self) -> Effect:
         """The app ends the exchange now (``request.abort()``)."""
         effect = self.handle(Event.ABORT)

@@ -20,6 +20,7 @@ class Outcome(enum.Enum):
     ABORTED = "aborted"
     TOO_LARGE = "body too large"
     FAILED = "failed"
+    SHUTDOWN = "cancelled by shutdown"  # the server's graceful period ended first
 
 
 @final

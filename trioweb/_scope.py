@@ -135,6 +135,7 @@ class HTTPExchange(Exchange):
         self.started_at = time.perf_counter()
         endpoint, state = self.endpoint, self.state
         handler_cancelled = False
+        ended = False
         try:
             try:
                 if not endpoint.needs_scope and not self.hooks.hooked:
@@ -160,7 +161,12 @@ class HTTPExchange(Exchange):
                     await self._answer_failure(failures)
                 if others is not None:
                     raise others from None
+            ended = True
         finally:
+            if not ended and self.shutting_down():
+                # Cancelled from outside: the server's graceful period is over.
+                handler_cancelled = True
+                self.apply(state.on_shutdown())
             state.handle(Event.FINISH)
             if self._receiver is not None:
                 self._receiver.release(abnormal=state.outcome is not None)

@@ -8,6 +8,7 @@ and the scope cancelled, as a disconnect does for HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import trio
 
 from ._endpoint import Endpoint, Hooks
-from ._errors import HTTPError
+from ._errors import HTTPError, WebSocketStateError
 from ._exchange import Exchange, Receive, Send
 from ._http_state import Effect
 from ._outcome import DisconnectReason, Outcome
@@ -29,11 +30,32 @@ if sys.version_info < (3, 11):
 
 logger = logging.getLogger("trioweb")
 
+_REASONS = {
+    Outcome.ABORTED: DisconnectReason.ABORTED,
+    Outcome.SHUTDOWN: DisconnectReason.SERVER_SHUTDOWN,
+}
+
+
+class LiveWebSockets(set["WebSocketExchange"]):
+    """The open WebSocket sessions of an app, so that a shutdown can reach each one."""
+
+    def going_away(self) -> None:
+        for exchange in list(self):
+            exchange.going_away()
+
 
 class WebSocketExchange(Exchange):
     """The scope of one WebSocket connection."""
 
-    __slots__ = ("_outcome", "_peer_gone", "_reader_scope", "buffer_size", "websocket")
+    __slots__ = (
+        "_nursery",
+        "_outcome",
+        "_peer_gone",
+        "_reader_scope",
+        "buffer_size",
+        "sessions",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -44,8 +66,11 @@ class WebSocketExchange(Exchange):
         scope: dict[str, Any],
         receive: Receive,
         send: Send,
+        sessions: LiveWebSockets | None = None,
     ) -> None:
         super().__init__(app, hooks, endpoint, params, scope, receive, send)
+        self.sessions = sessions
+        self._nursery: trio.Nursery | None = None
         self.buffer_size: int = getattr(app, "websocket_buffer_size", 4 * 1024 * 1024)
         self._outcome: Outcome | None = None
         self._peer_gone = False
@@ -62,16 +87,48 @@ class WebSocketExchange(Exchange):
         self.started_at = time.perf_counter()
         websocket = self.websocket
         handler_cancelled = False
+        ended = False
+        if self.sessions is not None:
+            self.sessions.add(self)
         try:
             async with trio.open_nursery() as reader_nursery:
+                self._nursery = reader_nursery
                 reader_nursery.start_soon(self._read)
                 try:
                     handler_cancelled = await self._run_handler(websocket)
                 finally:
                     self._reader_scope.cancel()
+            ended = True
         finally:
+            self._nursery = None
+            if self.sessions is not None:
+                self.sessions.discard(self)
+            if not ended and self.shutting_down() and self._outcome is None:
+                handler_cancelled = True
+                self._going(Outcome.SHUTDOWN)
             websocket._dispose()
             self.finish(self._outcome, handler_cancelled, quiet=not handler_cancelled)
+
+    def going_away(self) -> None:
+        """The server shuts down: set the token, and close with 1001 "going away".
+
+        The client's acknowledgement ends the handler's ``receive()`` (an
+        ``async for`` loop ends), so a well-behaved session ends within the
+        server's graceful period; one that does not is cancelled at its end.
+        """
+        if self._outcome is not None or self._nursery is None:
+            return
+        self._going(Outcome.SHUTDOWN)
+        if self.websocket.state is WebSocketState.CONNECTED:
+            self._nursery.start_soon(self._send_going_away)
+
+    def _going(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self.apply(Effect.TRIP_TOKEN)
+
+    async def _send_going_away(self) -> None:
+        with contextlib.suppress(WebSocketStateError):  # the handler closed it meanwhile
+            await self.websocket.close_output(1001, "server shutting down")
 
     async def _refuse(self, response: Any) -> None:
         response = to_response(response)
@@ -167,9 +224,7 @@ class WebSocketExchange(Exchange):
     def abandoned(self) -> DisconnectReason | None:
         if self._peer_gone:
             return DisconnectReason.CLIENT_DISCONNECTED
-        if self._outcome is Outcome.ABORTED:
-            return DisconnectReason.ABORTED
-        return None
+        return _REASONS.get(self._outcome)  # type: ignore[arg-type]  # None: not abandoned
 
     def abort(self) -> None:
         if self._outcome is None:
