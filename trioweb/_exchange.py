@@ -33,9 +33,7 @@ class Exchange:
     __slots__ = (
         "_token",
         "app",
-        "callback_budget",
         "cancel_scope",
-        "debug",
         "endpoint",
         "hooks",
         "nursery",
@@ -58,8 +56,6 @@ class Exchange:
     ) -> None:
         self.app = app  # what an `App` parameter is given; nothing else reads it
         self.hooks = hooks
-        self.debug: bool = getattr(app, "debug", False)
-        self.callback_budget: float = getattr(app, "callback_budget", 0.001)
         self.endpoint = endpoint
         self.params = params
         self.scope = scope
@@ -77,13 +73,14 @@ class Exchange:
     def get_token(self) -> DisconnectToken:
         """The request's token, made on first use (already set if it was abandoned)."""
         if self._token is None:
-            self._token = DisconnectToken._create(self.describe(), self.callback_budget)
+            budget: float = getattr(self.app, "callback_budget", 0.001)
+            self._token = DisconnectToken._create(self.describe(), budget)
             reason = self.abandoned()
             if reason is not None:
                 self._token._trip(reason)
         return self._token
 
-    def apply(self, effect: Effect) -> None:
+    def apply(self, effect: int) -> None:
         """Carry out what the state machine asked for (subclasses add the I/O effects)."""
         if effect & Effect.TRIP_TOKEN and self._token is not None:
             # Before the scope is cancelled: callbacks see a live request.

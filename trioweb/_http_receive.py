@@ -130,7 +130,7 @@ class Receiver:
         receive: Callable[[], Any],
         scope: dict[str, Any],
         state: HTTPState,
-        apply: Callable[[Effect], None],
+        apply: Callable[[int], None],
         io: PendingIO,
     ) -> None:
         self._scope = scope
@@ -142,7 +142,7 @@ class Receiver:
         self._watch_scope: trio.CancelScope | None = None
         self.owner = Owner.NOBODY
 
-    def _take(self, message: dict[str, Any]) -> Effect:
+    def _take(self, message: dict[str, Any]) -> int:
         if message.get("type") == "http.disconnect":
             self.owner = Owner.ENDED
             effect = self._state.on_disconnect(disconnect_reason(self._scope))

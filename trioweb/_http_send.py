@@ -30,8 +30,7 @@ import trio
 
 from ._files import FileResponse, plan_file
 from ._http_receive import PendingIO
-from ._http_state import Effect, HTTPState
-from ._hypercorn import watch_from_start
+from ._http_state import Effect, Event, HTTPState
 from ._response import EventStream, Response, StreamingResponse, status_response
 from ._sse import ServerSentEvent, encode_comment, encode_event
 
@@ -55,7 +54,10 @@ class SendSide(Protocol):
     """What the send path needs of an exchange."""
 
     state: HTTPState
-    io: PendingIO
+
+    @property
+    def io(self) -> PendingIO: ...
+
     scope: dict[str, Any]
     close_connection: bool
 
@@ -189,6 +191,53 @@ async def guarded_send(side: SendSide, message: dict[str, Any]) -> bool:
     return not side.state.stopped
 
 
+def _head(side: SendSide, status: int, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    if side.state.multiplexed and not side.watched:
+        side.watch()  # HTTP/2 sends can hang on a gone client: watch them
+    if side.close_connection and (b"connection", b"close") not in headers:
+        headers = [*headers, (b"connection", b"close")]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def send_whole(
+    side: SendSide,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    incomplete: bool = False,
+) -> None:
+    """Send a response whose body is all there: the head, then the body at once.
+
+    Args:
+        incomplete: Send the head only, and no end of the body (``abort()``).
+
+    Cancellation:
+        See :func:`guarded_send`; unwatched, nothing interrupts these sends.
+    """
+    head = _head(side, status, headers)
+    head_only = incomplete or side.scope["method"] == "HEAD"
+    final = {"type": "http.response.body", "body": b"" if head_only else body}
+    state = side.state
+    if side.watched:
+        # Sent even after an outcome (a 413, a 504): only a gone client stops them.
+        await guarded_send(side, head)
+        if not incomplete:
+            await guarded_send(side, final)
+        return
+    # Unwatched, nothing can interrupt these sends: no scope to pay for.
+    if state.on_send(head) & Effect.SEND:
+        await side.send(head)
+    if not incomplete and state.on_send(final) & Effect.SEND:
+        await side.send(final)
+        state.handle(Event.DELIVERED)  # unwatched: nobody waits for the delivery
+
+
+async def send_response(side: SendSide, response: Response) -> None:
+    """Send a complete :class:`~trioweb.Response` (the common case, with nothing to lower)."""
+    await send_whole(side, response.status, response.raw_headers(), response.body)
+
+
 async def send_lowered(side: SendSide, lowered: Lowered, *, incomplete: bool = False) -> None:
     """Send a lowered response: the head, then the body or what the pump makes.
 
@@ -199,31 +248,12 @@ async def send_lowered(side: SendSide, lowered: Lowered, *, incomplete: bool = F
         See :func:`guarded_send`. The request scope around it is what a
         disconnect or the route's deadline cancels.
     """
-    if not side.watched and watch_from_start(side.scope):
-        side.watch()  # HTTP/2 sends can hang on a gone client: watch them
-    headers = lowered.headers
-    if side.close_connection and (b"connection", b"close") not in headers:
-        headers = [*headers, (b"connection", b"close")]
-    head = {"type": "http.response.start", "status": lowered.status, "headers": headers}
-    head_only = side.scope["method"] == "HEAD" or incomplete
-    if lowered.pump is None or head_only:
+    if lowered.pump is None or incomplete or side.scope["method"] == "HEAD":
         if lowered.close is not None:
             await lowered.close()
-        final = {"type": "http.response.body", "body": b"" if head_only else lowered.body}
-        state = side.state
-        if side.watched:
-            # Sent even after an outcome (a 413, a 504): only a gone client stops them.
-            await guarded_send(side, head)
-            if not incomplete:
-                await guarded_send(side, final)
-        else:
-            # Unwatched, nothing can interrupt these sends: no scope to pay for.
-            if state.on_send(head) & Effect.SEND:
-                await side.send(head)
-            if not incomplete and state.on_send(final) & Effect.SEND:
-                await side.send(final)
-                side.io.sent(state)
+        await send_whole(side, lowered.status, lowered.headers, lowered.body, incomplete=incomplete)
         return
+    head = _head(side, lowered.status, lowered.headers)
     side.watch()  # a body produced over time blocks: its client must be watched
 
     async def send_chunk(chunk: bytes | str) -> bool:

@@ -45,7 +45,7 @@ from ._errors import HTTPError, IOCancelledError
 from ._exchange import Exchange, Receive, Send
 from ._files import FileResponse
 from ._http_receive import Owner, PendingIO, Receiver
-from ._http_send import incomplete_head, lower, lower_file, send_lowered
+from ._http_send import incomplete_head, lower, lower_file, send_lowered, send_response
 from ._http_state import Effect, Event, HTTPState, Phase
 from ._hypercorn import watch_from_start
 from ._outcome import DisconnectReason, Outcome
@@ -100,7 +100,7 @@ def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any,
 class HTTPExchange(Exchange):
     """The scope of one HTTP request. Built by :class:`~trioweb.App` per request."""
 
-    __slots__ = ("_receiver", "_request", "close_connection", "io", "state")
+    __slots__ = ("_io", "_receiver", "_request", "close_connection", "state")
 
     def __init__(
         self,
@@ -116,7 +116,7 @@ class HTTPExchange(Exchange):
         self.state = HTTPState(
             endpoint.max_body_size, endpoint.cancel_on_disconnect, watch_from_start(scope)
         )
-        self.io = PendingIO()
+        self._io: PendingIO | None = None  # made when a read or a guarded send needs it
         self.close_connection = False
         self._receiver: Receiver | None = None
         self._request: Request | None = None
@@ -146,7 +146,7 @@ class HTTPExchange(Exchange):
                     state.handle(Event.RETURNED)
                     if isinstance(ready, Response):
                         if state.outcome is None:  # else the handler called abort()
-                            await send_lowered(self, lower(ready))
+                            await send_response(self, ready)
                     else:
                         handler_cancelled = await self._in_scope(ready)
                 else:
@@ -198,10 +198,14 @@ class HTTPExchange(Exchange):
         """Run a handler that cannot suspend (see ``never_suspends``) to its end, now."""
         handler = self.endpoint.handler
         try:
-            kwargs = self.endpoint.injected(self)
-            if self.endpoint.plan.data_binders:  # never a body: that needs a scope
-                kwargs.update(request_data(self, None))
-            coro = handler(**kwargs)
+            endpoint = self.endpoint
+            if endpoint.getters or endpoint.plan.data_binders:
+                kwargs = endpoint.injected(self)
+                if endpoint.plan.data_binders:  # never a body: that needs a scope
+                    kwargs.update(request_data(self, None))
+                coro = handler(**kwargs)
+            else:
+                coro = handler()
             try:
                 coro.send(None)
             except StopIteration as stop:
@@ -256,12 +260,14 @@ class HTTPExchange(Exchange):
                 response = await answer_status(self, error)
                 await self._send_any(response)
         else:
-            await send_lowered(self, lower(error_response(error)))
+            await send_response(self, error_response(error))
 
     async def _send_any(self, response: AnyResponse) -> None:
         if isinstance(response, FileResponse):
             request = self.get_request()
             await send_lowered(self, await lower_file(response, request.headers, request.method))
+        elif isinstance(response, Response):
+            await send_response(self, response)
         else:
             await send_lowered(self, lower(response))
 
@@ -272,7 +278,7 @@ class HTTPExchange(Exchange):
         if isinstance(error, HTTPError) and not state.response_started:
             if state.phase is Phase.HANDLER:
                 state.handle(Event.RETURNED)
-            await send_lowered(self, lower(error_response(error)))
+            await send_response(self, error_response(error))
             return
         if state.peer_gone and isinstance(error, IOCancelledError):
             return  # the client left mid-body: a disconnect, already said so
@@ -282,23 +288,31 @@ class HTTPExchange(Exchange):
             return
         if state.phase is Phase.HANDLER:
             state.handle(Event.RETURNED)
-        if self.debug:
+        if getattr(self.app, "debug", False):
             text = "".join(traceback.format_exception(error))
-            await send_lowered(self, lower(Response(text, 500)))
+            await send_response(self, Response(text, 500))
         else:
-            await send_lowered(self, lower(error_response(HTTPError(500))))
+            await send_response(self, error_response(HTTPError(500)))
 
     # ---- the drivers' side ----
 
     def abandoned(self) -> DisconnectReason | None:
         return self.state.reason
 
-    def apply(self, effect: Effect) -> None:
+    def apply(self, effect: int) -> None:
         super().apply(effect)
         if effect & Effect.CANCEL_IO:
-            self.io.cancel(by_app=False)
+            if self._io is not None:
+                self._io.cancel(by_app=False)
         if effect & Effect.WAKE_READERS and self._receiver is not None:
             self._receiver.wake_readers()
+
+    @property
+    def io(self) -> PendingIO:
+        """The body read or response write under way, which cancel_io() cancels."""
+        if self._io is None:
+            self._io = PendingIO()
+        return self._io
 
     @property
     def receiver(self) -> Receiver:
@@ -326,7 +340,8 @@ class HTTPExchange(Exchange):
         return await self.receiver.read_body()
 
     def cancel_io(self) -> None:
-        self.io.cancel(by_app=True)
+        if self._io is not None:
+            self._io.cancel(by_app=True)
 
     def abort(self) -> None:
         self.apply(self.state.on_abort())
