@@ -10,7 +10,7 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trioweb import App, Cookie, Header
+from trioweb import App, Cookie, Form, Header, Request
 from trioweb.testing import TestClient
 
 
@@ -28,7 +28,22 @@ class Shape:
     tag: uuid.UUID | None = None
 
 
-app = App(max_body_size=4096)
+@attrs.define
+class Node:
+    name: str = attrs.field(validator=attrs.validators.max_len(8))
+    children: list[Node] = attrs.Factory(list)
+    weight: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+
+
+@attrs.define
+class Login:
+    user: str
+    password: str = attrs.field(validator=attrs.validators.min_len(2))
+    age: int | None = None
+    roles: list[str] = attrs.Factory(list)
+
+
+app = App(max_body_size=1 << 20)
 
 
 @app.post("/shapes/{shelf:int}")
@@ -42,6 +57,21 @@ async def create(
     visits: Annotated[int, Cookie("visits")] = 0,
 ) -> dict[str, object]:
     return {"shelf": shelf, "points": len(shape.points), "limit": limit, "visits": visits}
+
+
+@app.post("/echo")
+async def echo(request: Request) -> Any:
+    return {"got": await request.json()}
+
+
+@app.post("/tree/{depth:float}")
+async def tree(depth: float, node: Node, ids: list[int] | None = None) -> Node:
+    return node
+
+
+@app.post("/login")
+async def login(data: Annotated[Login, Form()]) -> Login:
+    return data
 
 
 json_values = st.recursive(
@@ -60,7 +90,20 @@ json_values = st.recursive(
 header_names = st.sampled_from(["x-token", "cookie", "content-type", "x-other", "accept"])
 header_values = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 query_keys = st.sampled_from(["limit", "ratio", "flags", "x", ""])
-query_values = st.text(max_size=12)
+query_values = st.text(max_size=12) | st.sampled_from(["9" * 5000, "nan", "-inf", "1e999"])
+# JSON text Python's encoder never writes: deep nesting, non-JSON numbers, lone surrogates.
+odd_json = st.one_of(
+    st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(1, 400).map(
+        lambda depth: b'{"name":"n","children":[' * depth + b'{"name":"x"}' + b"]}" * depth
+    ),
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"9" * 5000]).map(
+        lambda number: b'{"name":"n","weight":' + number + b"}"
+    ),
+    st.sampled_from([b"\\ud800", b"\\udfff", b"a\\ud83d", b"\\u0000"]).map(
+        lambda text: b'{"name":"' + text + b'"}'
+    ),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -68,11 +111,12 @@ query_values = st.text(max_size=12)
     query=st.lists(st.tuples(query_keys, query_values), max_size=6),
     raw_query=st.text(max_size=30),
     headers=st.dictionaries(header_names, header_values, max_size=4),
-    body=json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=64),
+    body=json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=64) | odd_json,
     content_type=st.sampled_from(
         ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]
     ),
-    shelf=st.sampled_from(["1", "-5", "x", "99999999999999999999"]),
+    shelf=st.sampled_from(["1", "-5", "x", "99999999999999999999", "9" * 5000, "1." + "0" * 400]),
+    route=st.sampled_from(["shapes", "echo", "tree", "login"]),
 )
 async def test_never_a_500(
     query: list[tuple[str, str]],
@@ -81,16 +125,26 @@ async def test_never_a_500(
     body: bytes,
     content_type: str,
     shelf: str,
+    route: str,
 ) -> None:
     from urllib.parse import urlencode
 
     all_headers: dict[str, Any] = {**headers}
     if content_type:
         all_headers["content-type"] = content_type
-    path = f"/shapes/{shelf}?{urlencode(query)}&{raw_query}"
+    suffix = "" if route in ("echo", "login") else f"/{shelf}"
+    path = f"/{route}{suffix}?{urlencode(query)}&{raw_query}"
     async with TestClient(app) as client:
         response = await client.post(path, headers=all_headers, content=body)
-    assert response.status_code in {200, 400, 404, 413, 415, 422}, (
-        response.status_code,
-        response.text,
-    )
+        assert response.status_code in {200, 400, 404, 413, 415, 422}, (
+            response.status_code,
+            response.text[:500],
+        )
+        if response.status_code == 422:
+            for entry in response.json()["detail"]:
+                assert set(entry) == {"loc", "msg"}
+                assert entry["loc"][0] in {"query", "header", "cookie", "body"}
+        if response.headers.get("content-type") == "application/json":
+            response.json()  # valid JSON, whatever came in
+        assert len(response.content) < 3 * len(body) + 2000  # no huge echo in a detail
+        assert (await client.post("/echo", json=[1])).json() == {"got": [1]}

@@ -23,22 +23,22 @@ JSON, 415 for a body of the wrong media type).
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
-import json
+import math
 import types
 import typing
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
-from http.cookies import SimpleCookie
 from typing import Annotated, Any, Union, final
 from urllib.parse import parse_qsl
 
 import attrs
-import cattrs
-from cattrs.v import format_exception
 
-from ._datastructures import Headers, QueryParams
+from ._datastructures import Headers, QueryParams, parse_cookies
 from ._errors import HTTPError, RequestValidationError, RouteDefinitionError
+from ._structure import JSON_SCALARS, json_type, make_converter, parse_json, show
+from ._structure import structure as _structure
 from ._util import describe_callable
 
 
@@ -117,23 +117,23 @@ def _to_bool(text: str) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise ValueError(f"expected a boolean (true/false/1/0/yes/no/on/off), got {text!r}")
+    raise ValueError(f"expected a boolean (true/false/1/0/yes/no/on/off), got {show(text)}")
 
 
 def _to_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
+        raise ValueError(f"expected an integer, got {show(text)}") from None
 
 
 def _to_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"expected a finite number, got {text!r}")
+        raise ValueError(f"expected a number, got {show(text)}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {show(text)}")
     return value
 
 
@@ -141,7 +141,7 @@ def _to_uuid(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise ValueError(f"expected a UUID, got {text!r}") from None
+        raise ValueError(f"expected a UUID, got {show(text)}") from None
 
 
 _SCALARS: Mapping[object, Callable[[str], object]] = {
@@ -188,84 +188,29 @@ def text_converter(hint: object) -> TextConverter | None:
     return None
 
 
-# ---- structured bodies ----
+# ---- structured bodies (see _structure) ----
 
 
-def _strict(kind: type | tuple[type, ...], name: str) -> Callable[[object, object], object]:
+def _structure_uuid(value: object, _: object) -> uuid.UUID:
+    if type(value) is not str:
+        raise TypeError(f"expected a UUID string, got {json_type(value)}")
+    return _to_uuid(value)
+
+
+def _from_text(convert: Callable[[str], object]) -> Callable[[object, object], object]:
     def structure(value: object, _: object) -> object:
-        # bool is an int in Python, but true is not a number in JSON.
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-            raise TypeError(f"expected {name}, got {type(value).__name__}")
-        return value
+        return convert(typing.cast(str, value))  # form values are always text
 
     return structure
 
 
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _structure_float(value: object, _: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected number, got {type(value).__name__}")
-    return float(value)
-
-
-def make_converter() -> cattrs.Converter:
-    """A cattrs converter that does not coerce: ``1`` is not a string, ``5.7`` not an int."""
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(str, _strict(str, "string"))
-    converter.register_structure_hook(int, _strict(int, "integer"))
-    converter.register_structure_hook(bool, _strict(bool, "boolean"))
-    converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook(uuid.UUID, _structure_uuid)
-    return converter
-
-
-def _structure_uuid(value: object, _: object) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a UUID string, got {type(value).__name__}")
-    return _to_uuid(value)
-
-
-_converter = make_converter()
-
-
-def _format_error(error: BaseException, kind: type | None) -> str:
-    # Our strict hooks and attrs validators say precisely what is wrong.
-    if isinstance(error, (ValueError, TypeError)) and str(error):
-        return str(error)
-    return format_exception(error, kind)
-
-
-def _split_path(path: str) -> list[str | int]:
-    """``$.item.tags[2]`` -> ["item", "tags", 2]."""
-    parts: list[str | int] = []
-    for piece in path.removeprefix("$").replace("[", ".[").split("."):
-        if not piece:
-            continue
-        if piece.startswith("[") and piece.endswith("]"):
-            inner = piece[1:-1]
-            parts.append(int(inner) if inner.isdigit() else inner.strip("'\""))
-        else:
-            parts.append(piece)
-    return parts
+_json_converter = make_converter({**JSON_SCALARS, uuid.UUID: _structure_uuid})
+_form_converter = make_converter({kind: _from_text(convert) for kind, convert in _SCALARS.items()})
 
 
 def structure(data: object, kind: object, location: str) -> object:
-    """Structure ``data`` into ``kind``, or raise a 422 listing every bad field."""
-    if attrs.has(kind) and not isinstance(data, dict):  # type: ignore[arg-type]
-        raise RequestValidationError(
-            [{"loc": [location], "msg": f"expected an object, got {type(data).__name__}"}]
-        )
-    try:
-        return _converter.structure(data, typing.cast(Any, kind))
-    except Exception as error:
-        errors: list[dict[str, object]] = []
-        for line in cattrs.transform_error(error, path="$", format_exception=_format_error):
-            message, _, path = line.rpartition(" @ ")
-            errors.append({"loc": [location, *_split_path(path)], "msg": message})
-        raise RequestValidationError(errors) from None
+    """Structure JSON ``data`` into ``kind``, or raise a 422 listing every bad field."""
+    return _structure(_json_converter, data, kind, location)
 
 
 # ---- the plan ----
@@ -479,69 +424,45 @@ def _media_type(headers: Headers) -> str:
     return headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _cookies(headers: Headers) -> dict[str, list[str]]:
-    jar: dict[str, list[str]] = {}
-    for header in headers.getlist("cookie"):
-        parsed: SimpleCookie = SimpleCookie()
-        try:
-            parsed.load(header)
-        except Exception:
-            continue  # a malformed cookie header is ignored, as browsers do
-        for key, morsel in parsed.items():
-            jar.setdefault(key, []).append(morsel.value)
-    return jar
-
-
 def _body_value(binder: Binder, body: bytes, headers: Headers) -> object:
     if binder.source is Source.RAW:
         return body
+    if not body:
+        if binder.default is not _MISSING:
+            return binder.default
+        raise RequestValidationError([{"loc": ["body"], "msg": "field required"}])
     media_type = _media_type(headers)
-    if not body and binder.default is not _MISSING:
-        return binder.default
     if binder.source is Source.JSON:
         if media_type != "application/json" and not media_type.endswith("+json"):
             raise HTTPError(415, f"expected an application/json body, got {media_type or 'none'!r}")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise HTTPError(400, f"malformed JSON body: {error}") from None
-        return structure(data, binder.body_type, "body")
+        return structure(parse_json(body), binder.body_type, "body")
     if media_type != "application/x-www-form-urlencoded":
         raise HTTPError(415, f"expected a form body, got {media_type or 'none'!r}")
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise HTTPError(400, "the form body is not UTF-8") from None
-    form = dict(pairs)
     if not attrs.has(binder.body_type):  # type: ignore[arg-type]
-        return form
-    return _structure_form(form, binder.body_type)
+        return dict(pairs)
+    many = _many_valued_fields(binder.body_type)
+    form: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in many:
+            form.setdefault(key, []).append(value)
+        else:
+            form[key] = value  # the last of repeated values, as a query parameter
+    return _structure(_form_converter, form, binder.body_type, "body")
 
 
-def _structure_form(form: dict[str, str], kind: Any) -> object:
-    """Form values are text: convert each field by its type, then build the class."""
-    values: dict[str, object] = {}
-    errors: list[dict[str, object]] = []
+@functools.cache
+def _many_valued_fields(kind: Any) -> frozenset[str]:
+    """The fields of a form class that take every value of a repeated key (lists)."""
+    many = set()
     for field in attrs.fields(kind):
-        key = field.alias or field.name
-        if key not in form:
-            continue
-        inner, _ = _unwrap_optional(field.type)
-        converter = text_converter(inner) if inner is not str else None
-        try:
-            values[key] = converter([form[key]]) if converter else form[key]
-        except ValueError as error:
-            errors.append({"loc": ["body", key], "msg": str(error)})
-    if errors:
-        raise RequestValidationError(errors)
-    for key in form.keys() - {f.alias or f.name for f in attrs.fields(kind)}:
-        errors.append({"loc": ["body", key], "msg": "unexpected field"})
-    if errors:
-        raise RequestValidationError(errors)
-    try:
-        return kind(**values)  # attrs validators run here
-    except (TypeError, ValueError) as error:
-        raise RequestValidationError([{"loc": ["body"], "msg": str(error)}]) from None
+        converter = text_converter(_unwrap_optional(field.type)[0])
+        if converter is not None and converter.many:
+            many.add(field.name)
+    return frozenset(many)
 
 
 def extract(
@@ -580,15 +501,17 @@ def extract(
                 raw = headers.getlist(binder.key)
             else:
                 if cookies is None:
-                    cookies = _cookies(headers)
+                    cookies = parse_cookies(headers.getlist("cookie"))
                 raw = cookies.get(binder.key, [])
         location = binder.location
         assert binder.convert is not None
-        if not raw and not binder.convert.many:
-            if binder.default is _MISSING:
-                errors.append({"loc": [location, binder.key], "msg": "field required"})
-            else:
+        if not raw:
+            if binder.default is not _MISSING:
                 values[binder.name] = binder.default
+            elif binder.convert.many:
+                values[binder.name] = []  # a list without a default: absent is empty
+            else:
+                errors.append({"loc": [location, binder.key], "msg": "field required"})
             continue
         try:
             values[binder.name] = binder.convert(raw)

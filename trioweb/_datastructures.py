@@ -66,3 +66,24 @@ class QueryParams(_MultiMapping):
     @classmethod
     def from_query_string(cls, query_string: bytes) -> QueryParams:
         return cls(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+
+
+def parse_cookies(headers: Iterable[str]) -> dict[str, list[str]]:
+    """Every value of every cookie in these ``Cookie`` header values, in order.
+
+    Parsed as browsers send it (RFC 6265 section 4.2: ``a=1; b=2``), not with
+    :class:`http.cookies.SimpleCookie`, which reads ``Set-Cookie`` syntax: it
+    takes cookies named ``path`` or ``expires`` for attributes and drops a
+    whole header at one odd piece. A piece without ``=`` is skipped.
+    """
+    jar: dict[str, list[str]] = {}
+    for header in headers:
+        for piece in header.split(";"):
+            name, equals, value = piece.partition("=")
+            name, value = name.strip(), value.strip()
+            if not equals or not name:
+                continue
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]  # a DQUOTE-wrapped cookie-value
+            jar.setdefault(name, []).append(value)
+    return jar

@@ -11,6 +11,7 @@ declaration order, and the first whose method fits wins.
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
@@ -35,12 +36,18 @@ def _to_uuid(text: str) -> uuid.UUID:
     return uuid.UUID(text)
 
 
+# A converter must not fail on text its expression matched: that would escape
+# the route lookup as a 500. So the digits are bounded: int() refuses more than
+# the interpreter's limit (4300 by default), and past 308 integer digits a
+# float is infinite. A longer segment does not match: 404.
+_INT_DIGITS = sys.get_int_max_str_digits() or sys.int_info.default_max_str_digits
+
 CONVERTERS: Mapping[str, Converter] = {
     converter.name: converter
     for converter in (
         Converter("str", r"[^/]+", str),
-        Converter("int", r"-?[0-9]+", int),
-        Converter("float", r"-?[0-9]+(?:\.[0-9]+)?", float),
+        Converter("int", rf"-?[0-9]{{1,{_INT_DIGITS}}}", int),
+        Converter("float", r"-?[0-9]{1,308}(?:\.[0-9]+)?", float),
         Converter(
             "uuid",
             r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",

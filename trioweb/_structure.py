@@ -1,0 +1,322 @@
+"""Structured bodies: JSON and form data into attrs classes, every bad field reported. Pure.
+
+Two cattrs converters share one shape. The JSON one is strict (``1`` is not a
+string, ``true`` not a number, NaN and infinities not numbers); the form one
+parses each text value by its field's type. Both are built with cattrs'
+detailed validation, and an error becomes the 422 detail by walking cattrs'
+exception tree (``ClassValidationError`` / ``IterableValidationError`` and their
+notes) into ``loc`` lists: nothing is parsed back out of a message.
+
+attrs runs a class's validators in ``__init__`` and stops at the first that
+fails; so when building an instance fails, the fields are checked again one by
+one, and every failing validator is reported at its own field. That re-check
+runs only on the error path and its half-built instance is thrown away.
+
+JSON is parsed by :func:`parse_json`, which refuses documents nested deeper than
+:data:`MAX_JSON_DEPTH` before the parser recurses into them: the limit holds
+whatever the interpreter's recursion limit or the caller's stack depth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs import cols
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+from cattrs.gen import make_dict_structure_fn
+
+from ._errors import HTTPError, RequestValidationError
+
+#: How deeply a JSON body may nest arrays and objects (as pydantic's JSON parser).
+MAX_JSON_DEPTH = 200
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# bytes.translate: every byte but the four brackets deleted, then +1 / -1 as signed bytes.
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def json_depth(document: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``document`` (brackets in strings ignored)."""
+    steps = _JSON_STRING.sub(b"", document).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(itertools.accumulate(memoryview(steps).cast("b"), initial=0))
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is out of the range of a finite number")
+    return value
+
+
+def parse_json(document: bytes, *, strict: bool = False) -> Any:
+    """Parse a JSON request body.
+
+    Args:
+        document: The body: UTF-8 (or UTF-16/32, as :func:`json.loads` detects).
+        strict: Refuse ``NaN``, ``Infinity`` and numbers too large for a float,
+            which Python's parser accepts but JSON does not have (for
+            :meth:`Request.json`, whose result a handler may echo). Bodies bound
+            to attrs classes leave this to the float fields, which answer 422.
+
+    Raises:
+        HTTPError: 400, naming what is wrong: not JSON, not UTF-8, or nested more
+            than :data:`MAX_JSON_DEPTH` levels.
+    """
+    # Counting brackets is cheap; only a body with many needs the exact depth.
+    if (
+        document.count(b"[") + document.count(b"{") > MAX_JSON_DEPTH
+        and json_depth(document) > MAX_JSON_DEPTH
+    ):
+        raise HTTPError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        if strict:
+            return json.loads(document, parse_constant=_refuse_constant, parse_float=_finite)
+        return json.loads(document)
+    except RecursionError:  # not reached within MAX_JSON_DEPTH; kept as the last guard
+        raise HTTPError(400, "the JSON body is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise HTTPError(400, f"malformed JSON body: {_shorten(str(error), 200)}") from None
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def show(text: str) -> str:
+    """``repr(text)``, cut short: a 422 detail does not echo a huge input back."""
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
+
+
+# ---- strict JSON scalars ----
+
+_JSON_NAMES: Mapping[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def json_type(value: object) -> str:
+    """What ``value`` was in the JSON document: "an object", "a number", "null"..."""
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _exactly(kind: type, name: str) -> Callable[[object, object], object]:
+    def structure(value: object, _: object) -> object:
+        # type() and not isinstance(): bool is an int in Python, not a number in JSON.
+        if type(value) is not kind:
+            raise TypeError(f"expected {name}, got {json_type(value)}")
+        return value
+
+    return structure
+
+
+def _structure_float(value: object, _: object) -> float:
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        raise ValueError(f"expected a finite number, got {value}")
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError("expected a finite number, got an integer too large") from None
+    raise TypeError(f"expected a number, got {json_type(value)}")
+
+
+# ---- converters ----
+
+
+def _attrs_hook_factory(cl: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """cattrs' own function for ``cl``, wrapped: an object is required, validators all run."""
+    hook = make_dict_structure_fn(
+        cl, converter, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+    )
+    validated = any(field.validator is not None for field in attrs.fields(cl))
+
+    def structure(data: Any, _: Any) -> Any:
+        if type(data) is not dict:
+            raise TypeError(f"expected an object, got {json_type(data)}")
+        if not validated:
+            return hook(data, cl)
+        try:
+            return hook(data, cl)
+        except ClassValidationError as error:
+            raise _with_validator_errors(cl, data, error, converter) from None
+
+    return structure
+
+
+def _with_validator_errors(
+    cl: Any, data: dict[str, Any], error: ClassValidationError, converter: cattrs.Converter
+) -> ClassValidationError:
+    """``error``, with one exception per failing validator of the fields that structured."""
+    with_notes, without = error.group_exceptions()
+    failed = {note.name for _, note in with_notes}
+    # A half-built instance, for validators that look at other fields; never returned.
+    instance = object.__new__(cl)
+    checks = []
+    for field in attrs.fields(cl):
+        if field.name in failed or not field.init:
+            continue
+        if field.name in data:
+            value = converter.structure(data[field.name], field.type)
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]  # attrs' stubs: Factory is a function
+            if field.default.takes_self:
+                continue
+            value = field.default.factory()
+        elif field.default is not attrs.NOTHING:
+            value = field.default
+        else:
+            continue
+        if field.converter is not None and callable(field.converter):
+            value = field.converter(value)
+        object.__setattr__(instance, field.name, value)
+        if field.validator is not None:
+            checks.append((field, value))
+    found: list[Exception] = []
+    for field, value in checks:
+        try:
+            field.validator(instance, field, value)
+        except (ValueError, TypeError) as invalid:
+            note = AttributeValidationNote(f"validating {field.name}", field.name, field.type)
+            # Set, not add_note(): that is Python 3.11+; cattrs reads __notes__ either way.
+            setattr(invalid, "__notes__", [*getattr(invalid, "__notes__", []), note])  # noqa: B010
+            found.append(invalid)
+        except Exception:  # a validator that needed a field that failed: skip it
+            continue
+    if not found:
+        return error
+    # The exception without a note that __init__ raised is one of those just found.
+    kept = [exc for exc, _ in with_notes] + [
+        exc for exc in without if isinstance(exc, ForbiddenExtraKeysError)
+    ]
+    return ClassValidationError(error.message, kept + found, cl)
+
+
+def _strictly(kind: type, name: str, hook: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, cl: Any) -> Any:
+        # cattrs iterates whatever it is given: "ab" would become ["a", "b"].
+        if type(value) is not kind:
+            raise TypeError(f"expected {name}, got {json_type(value)}")
+        return hook(value, cl)
+
+    return structure
+
+
+def _collection_hook_factory(cl: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """Lists, homogeneous tuples, sets and mappings: from a JSON array (object), nothing else."""
+    if cols.is_mapping(cl):
+        return _strictly(dict, "an object", cols.mapping_structure_factory(cl, converter))
+    if cols.is_mutable_sequence(cl):
+        return _strictly(list, "an array", cols.list_structure_factory(cl, converter))
+    if cols.is_sequence(cl):
+        return _strictly(list, "an array", cols.homogenous_tuple_structure_factory(cl, converter))
+    args = typing.get_args(cl)
+    items = converter.get_structure_hook(list[args[0] if args else Any])  # type: ignore[misc]  # a runtime type
+    build = set if cols.is_set(cl) else frozenset
+    return _strictly(list, "an array", lambda value, _: build(items(value, None)))
+
+
+def _is_collection(cl: Any) -> bool:
+    return bool(cols.is_sequence(cl) or cols.is_any_set(cl) or cols.is_mapping(cl))
+
+
+def make_converter(scalars: Mapping[Any, Callable[[Any, Any], Any]]) -> cattrs.Converter:
+    """A detailed-validation converter with these scalar hooks and the factories above."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    for kind, hook in scalars.items():
+        converter.register_structure_hook(kind, hook)
+    converter.register_structure_hook_factory(_is_collection, _collection_hook_factory)
+    converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory)
+    return converter
+
+
+JSON_SCALARS: Mapping[type, Callable[[Any, Any], Any]] = {
+    str: _exactly(str, "a string"),
+    int: _exactly(int, "an integer"),
+    bool: _exactly(bool, "a boolean"),
+    float: _structure_float,
+}
+
+
+# ---- errors ----
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError):
+        return "field required"
+    if isinstance(error, (ValueError, TypeError)) and str(error):
+        # Our hooks and attrs validators say precisely what is wrong.
+        return _shorten(str(error), 300)
+    return cattrs.v.format_exception(error, None)
+
+
+def validation_errors(error: BaseException, location: str) -> list[dict[str, object]]:
+    """The 422 entries for a cattrs error, each with the ``loc`` of its field.
+
+    Raises:
+        HTTPError: 400: structuring ran out of stack (cattrs records that
+            RecursionError like any other).
+    """
+    entries: list[dict[str, object]] = []
+    # An explicit stack, in order: the tree is as deep as the value was.
+    pending: list[tuple[BaseException, list[str | int]]] = [(error, [location])]
+    while pending:
+        exc, loc = pending.pop()
+        children: list[tuple[BaseException, list[str | int]]] = []
+        if isinstance(exc, ClassValidationError):
+            with_notes, without = exc.group_exceptions()
+            children = [(sub, [*loc, note.name]) for sub, note in with_notes]
+            children += [(sub, loc) for sub in without]
+        elif isinstance(exc, IterableValidationError):
+            with_index, others = exc.group_exceptions()
+            children = [(sub, [*loc, note.index]) for sub, note in with_index]
+            children += [(sub, loc) for sub in others]
+        elif isinstance(exc, ForbiddenExtraKeysError):
+            entries.extend(
+                {"loc": [*loc, key], "msg": "unexpected field"} for key in sorted(exc.extra_fields)
+            )
+        elif isinstance(exc, RecursionError):
+            raise HTTPError(400, "the body is nested too deeply") from None
+        else:
+            entries.append({"loc": loc, "msg": _message(exc)})
+        pending.extend(reversed(children))
+    return entries
+
+
+def structure(converter: cattrs.Converter, data: object, kind: object, location: str) -> object:
+    """Structure ``data`` into ``kind``, or raise a 422 listing every bad field.
+
+    Raises:
+        RequestValidationError: 422, one entry per bad field.
+        HTTPError: 400 for a value nested too deeply to structure.
+    """
+    try:
+        return converter.structure(data, typing.cast(Any, kind))
+    except RecursionError:
+        raise HTTPError(400, "the body is nested too deeply") from None
+    except Exception as error:
+        raise RequestValidationError(validation_errors(error, location)) from None
