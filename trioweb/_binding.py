@@ -25,19 +25,17 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-import math
 import types
 import typing
-import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Annotated, Any, Union, final
-from urllib.parse import parse_qsl
 
 import attrs
 
-from ._datastructures import Headers, QueryParams, parse_cookies
-from ._errors import HTTPError, RequestValidationError, RouteDefinitionError
-from ._structure import JSON_SCALARS, json_type, make_converter, parse_json, show
+from ._converters import IMPLIED_PATH_CONVERTER, PATH_CONVERTERS, TextConverter, text_converter
+from ._datastructures import Headers, RequestData, group_query, parse_cookies, parse_query
+from ._errors import RequestValidationError, RouteDefinitionError
+from ._structure import JSON_CONVERTER, form_body, json_body
 from ._structure import structure as _structure
 from ._util import describe_callable
 
@@ -105,53 +103,6 @@ class Form:
 
 _MISSING = inspect.Parameter.empty
 
-# ---- scalar values from text (query, headers, cookies, forms) ----
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _to_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"expected a boolean (true/false/1/0/yes/no/on/off), got {show(text)}")
-
-
-def _to_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"expected an integer, got {show(text)}") from None
-
-
-def _to_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"expected a number, got {show(text)}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {show(text)}")
-    return value
-
-
-def _to_uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ValueError(f"expected a UUID, got {show(text)}") from None
-
-
-_SCALARS: Mapping[object, Callable[[str], object]] = {
-    str: str,
-    int: _to_int,
-    float: _to_float,
-    bool: _to_bool,
-    uuid.UUID: _to_uuid,
-}
-
 
 def _unwrap_optional(hint: object) -> tuple[object, bool]:
     """(inner type, whether None is allowed) for ``X | None`` / ``Optional[X]``."""
@@ -163,57 +114,102 @@ def _unwrap_optional(hint: object) -> tuple[object, bool]:
     return hint, False
 
 
-@attrs.frozen
-class TextConverter:
-    """How the text values of one query parameter, header or cookie become a value."""
-
-    convert: Callable[[str], object]
-    many: bool
-
-    def __call__(self, values: list[str]) -> object:
-        if self.many:
-            return [self.convert(value) for value in values]
-        return self.convert(values[-1])
-
-
-def text_converter(hint: object) -> TextConverter | None:
-    """The converter for ``hint``, or None if text cannot become one."""
-    if hint in _SCALARS:
-        return TextConverter(_SCALARS[hint], many=False)
-    if typing.get_origin(hint) in (list, tuple, set, frozenset) or hint is list:
-        args = typing.get_args(hint)
-        item = args[0] if args else str
-        if item in _SCALARS and (typing.get_origin(hint) is not tuple or args[1:] == (...,)):
-            return TextConverter(_SCALARS[item], many=True)
-    return None
-
-
-# ---- structured bodies (see _structure) ----
-
-
-def _structure_uuid(value: object, _: object) -> uuid.UUID:
-    if type(value) is not str:
-        raise TypeError(f"expected a UUID string, got {json_type(value)}")
-    return _to_uuid(value)
-
-
-def _from_text(convert: Callable[[str], object]) -> Callable[[object, object], object]:
-    def structure(value: object, _: object) -> object:
-        return convert(typing.cast(str, value))  # form values are always text
-
-    return structure
-
-
-_json_converter = make_converter({**JSON_SCALARS, uuid.UUID: _structure_uuid})
-_form_converter = make_converter({kind: _from_text(convert) for kind, convert in _SCALARS.items()})
-
-
 def structure(data: object, kind: object, location: str) -> object:
     """Structure JSON ``data`` into ``kind``, or raise a 422 listing every bad field."""
-    return _structure(_json_converter, data, kind, location)
+    return _structure(JSON_CONVERTER, data, kind, location)
 
 
 # ---- the plan ----
+
+
+class _Missing(Exception):
+    """A required query parameter, header or cookie was not sent."""
+
+
+#: Reads one parameter's value from the request's data; raises ValueError (a 422
+#: at the binder's loc), _Missing, or HTTPError (RequestValidationError included).
+Getter = Callable[[RequestData], object]
+
+
+def _text_getter(source: Source, key: str, convert: TextConverter, default: object) -> Getter:
+    """A getter specialised, once, for this source, arity and default.
+
+    The source's lookup is written out in each: a call saved per parameter per request.
+    """
+    one, many, required = convert.convert, convert.many, default is _MISSING
+    if many:
+        default = [] if required else default
+    if source is Source.HEADER:
+        name = key.encode("latin-1")
+        if many:
+            return lambda data: (
+                convert(values) if (values := data.headers.values_of(name)) else default
+            )
+        if required:
+
+            def get_header(data: RequestData) -> object:
+                values = data.headers.values_of(name)
+                if not values:
+                    raise _Missing
+                return one(values[-1])
+
+            return get_header
+        return lambda data: one(values[-1]) if (values := data.headers.values_of(name)) else default
+    if source is Source.COOKIE:
+        if many:
+            return lambda data: convert(values) if (values := data.cookies.get(key)) else default
+        if required:
+
+            def get_cookie(data: RequestData) -> object:
+                values = data.cookies.get(key)
+                if not values:
+                    raise _Missing
+                return one(values[-1])
+
+            return get_cookie
+        return lambda data: one(values[-1]) if (values := data.cookies.get(key)) else default
+    if many:
+        return lambda data: convert(values) if (values := data.query.get(key)) else default
+    if required:
+
+        def get_query(data: RequestData) -> object:
+            values = data.query.get(key)
+            if not values:
+                raise _Missing
+            return one(values[-1])
+
+        return get_query
+    return lambda data: one(values[-1]) if (values := data.query.get(key)) else default
+
+
+def _raw_body(data: RequestData) -> object:
+    return data.body
+
+
+@functools.cache
+def _many_valued_fields(kind: Any) -> frozenset[str]:
+    """The fields of a form class that take every value of a repeated name (collections)."""
+    many = set()
+    for field in attrs.fields(kind):
+        converter = text_converter(_unwrap_optional(field.type)[0])
+        if converter is not None and converter.many:
+            many.add(field.name)
+    return frozenset(many)
+
+
+def _compile(binder: Binder) -> Getter | None:
+    source, required = binder.source, binder.default is _MISSING
+    if binder.convert is not None:
+        return _text_getter(source, binder.key, binder.convert, binder.default)
+    if source is Source.RAW:
+        return _raw_body
+    if source is Source.JSON:
+        return json_body(binder.body_type, binder.default, required=required)
+    if source is Source.FORM:
+        kind = binder.body_type
+        many = _many_valued_fields(kind) if attrs.has(kind) else frozenset()  # type: ignore[arg-type]
+        return form_body(kind, binder.default, required=required, many=many)
+    return None  # path parameters and injected objects: the exchange supplies them
 
 
 @attrs.frozen
@@ -228,10 +224,16 @@ class Binder:
     default: object = _MISSING
     #: Where an error in this value is reported (the first word of the source).
     location: str = attrs.field(init=False)
+    #: For a query, header, cookie or body parameter: its value from a request's data.
+    get: Getter | None = attrs.field(init=False, eq=False, repr=False)
 
     @location.default
     def _location(self) -> str:
         return self.source.value.split()[0]
+
+    @get.default
+    def _get(self) -> Getter | None:
+        return _compile(self)
 
 
 @attrs.frozen
@@ -243,6 +245,12 @@ class BindingPlan:
     data_binders: tuple[Binder, ...] = attrs.field(init=False)
     # Decided here, not per request: the hot path only reads it.
     needs_body: bool = attrs.field(init=False)
+    reads_query: bool = attrs.field(init=False)
+    reads_cookies: bool = attrs.field(init=False)
+    #: (name, getter, loc) of each data binder: all that extract() runs per request.
+    getters: tuple[tuple[str, Getter, list[str]], ...] = attrs.field(
+        init=False, eq=False, repr=False
+    )
 
     @sources.default
     def _sources(self) -> frozenset[Source]:
@@ -255,6 +263,22 @@ class BindingPlan:
     @needs_body.default
     def _needs_body(self) -> bool:
         return bool(self.sources & BODY_SOURCES)
+
+    @reads_query.default
+    def _reads_query(self) -> bool:
+        return Source.QUERY in self.sources
+
+    @reads_cookies.default
+    def _reads_cookies(self) -> bool:
+        return Source.COOKIE in self.sources
+
+    @getters.default
+    def _getters(self) -> tuple[tuple[str, Getter, list[str]], ...]:
+        return tuple(
+            (binder.name, binder.get, [binder.location, binder.key])
+            for binder in self.data_binders
+            if binder.get is not None
+        )
 
 
 def annotations_of(handler: Callable[..., object]) -> dict[str, object]:
@@ -281,22 +305,15 @@ def _strip_annotated(hint: object) -> tuple[object, tuple[object, ...]]:
 
 def implicit_converters(annotations: Mapping[str, object]) -> dict[str, str]:
     """Converters for ``{x}`` path parameters implied by annotations (``x: int``)."""
-    implied = {int: "int", float: "float", uuid.UUID: "uuid"}
     result = {}
     for name, hint in annotations.items():
         base, _ = _strip_annotated(hint)
-        if isinstance(base, type) and base in implied:
-            result[name] = implied[base]
+        if isinstance(base, type) and base in IMPLIED_PATH_CONVERTER:
+            result[name] = IMPLIED_PATH_CONVERTER[base]
     return result
 
 
-_CONVERTER_TYPES: Mapping[str, type] = {
-    "str": str,
-    "path": str,
-    "int": int,
-    "float": float,
-    "uuid": uuid.UUID,
-}
+_PATH_TYPES = frozenset(converter.type for converter in PATH_CONVERTERS.values())
 
 
 def binder_for(
@@ -321,8 +338,8 @@ def binder_for(
     if marker is None and isinstance(base, type) and base in injectable:
         return Binder(name, injectable[base])
     if marker is None and name in path_params:
-        produced = _CONVERTER_TYPES[path_params[name]]
-        if base in _CONVERTER_TYPES.values() and base is not produced:
+        produced = PATH_CONVERTERS[path_params[name]].type
+        if base in _PATH_TYPES and base is not produced:
             raise RouteDefinitionError(
                 f"{where} is annotated {getattr(base, '__name__', base)} but its path "
                 f"converter {path_params[name]!r} produces {produced.__name__}"
@@ -420,103 +437,47 @@ def make_plan(
 # ---- per request ----
 
 
-def _media_type(headers: Headers) -> str:
-    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _body_value(binder: Binder, body: bytes, headers: Headers) -> object:
-    if binder.source is Source.RAW:
-        return body
-    if not body:
-        if binder.default is not _MISSING:
-            return binder.default
-        raise RequestValidationError([{"loc": ["body"], "msg": "field required"}])
-    media_type = _media_type(headers)
-    if binder.source is Source.JSON:
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise HTTPError(415, f"expected an application/json body, got {media_type or 'none'!r}")
-        return structure(parse_json(body), binder.body_type, "body")
-    if media_type != "application/x-www-form-urlencoded":
-        raise HTTPError(415, f"expected a form body, got {media_type or 'none'!r}")
-    try:
-        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        raise HTTPError(400, "the form body is not UTF-8") from None
-    if not attrs.has(binder.body_type):  # type: ignore[arg-type]
-        return dict(pairs)
-    many = _many_valued_fields(binder.body_type)
-    form: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in many:
-            form.setdefault(key, []).append(value)
-        else:
-            form[key] = value  # the last of repeated values, as a query parameter
-    return _structure(_form_converter, form, binder.body_type, "body")
-
-
-@functools.cache
-def _many_valued_fields(kind: Any) -> frozenset[str]:
-    """The fields of a form class that take every value of a repeated key (lists)."""
-    many = set()
-    for field in attrs.fields(kind):
-        converter = text_converter(_unwrap_optional(field.type)[0])
-        if converter is not None and converter.many:
-            many.add(field.name)
-    return frozenset(many)
-
-
 def extract(
     plan: BindingPlan,
     *,
     query_string: bytes,
-    raw_headers: Iterable[tuple[bytes, bytes]],
     body: bytes | None,
+    headers: Headers | None = None,
+    raw_headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> dict[str, object]:
     """The values of the plan's query, header, cookie and body parameters.
 
+    Args:
+        plan: The handler's plan.
+        query_string: The raw query string.
+        body: The body, if the plan reads it.
+        headers: The request's headers, built once per request and shared
+            with :attr:`Request.headers`; else wrapped from ``raw_headers``.
+        raw_headers: The ASGI scope's header pairs, if ``headers`` is not given.
+
     Raises:
         RequestValidationError: 422, listing every offending field.
-        HTTPError: 400 (malformed JSON) or 415 (wrong body media type).
+        HTTPError: 400 (malformed body) or 415 (wrong body media type).
     """
+    if headers is None:
+        headers = Headers.from_raw(raw_headers)
+    data = RequestData(
+        headers,
+        body or b"",
+        group_query(parse_query(query_string)) if plan.reads_query else {},
+        parse_cookies(headers.getlist("cookie")) if plan.reads_cookies else {},
+    )
     values: dict[str, object] = {}
     errors: list[dict[str, object]] = []
-    query: QueryParams | None = None
-    cookies: dict[str, list[str]] | None = None
-    headers: Headers | None = None  # parsed only if a binder reads them
-    for binder in plan.data_binders:
-        if binder.source is Source.QUERY:
-            if query is None:
-                query = QueryParams.from_query_string(query_string)
-            raw = query.getlist(binder.key)
-        else:
-            if headers is None:
-                headers = Headers.from_raw(raw_headers)
-            if binder.source in BODY_SOURCES:
-                try:
-                    values[binder.name] = _body_value(binder, body or b"", headers)
-                except RequestValidationError as error:
-                    errors.extend(error.errors)
-                continue
-            if binder.source is Source.HEADER:
-                raw = headers.getlist(binder.key)
-            else:
-                if cookies is None:
-                    cookies = parse_cookies(headers.getlist("cookie"))
-                raw = cookies.get(binder.key, [])
-        location = binder.location
-        assert binder.convert is not None
-        if not raw:
-            if binder.default is not _MISSING:
-                values[binder.name] = binder.default
-            elif binder.convert.many:
-                values[binder.name] = []  # a list without a default: absent is empty
-            else:
-                errors.append({"loc": [location, binder.key], "msg": "field required"})
-            continue
+    for name, get, loc in plan.getters:
         try:
-            values[binder.name] = binder.convert(raw)
+            values[name] = get(data)
         except ValueError as error:
-            errors.append({"loc": [location, binder.key], "msg": str(error)})
+            errors.append({"loc": loc, "msg": str(error)})
+        except _Missing:
+            errors.append({"loc": loc, "msg": "field required"})
+        except RequestValidationError as error:
+            errors.extend(error.errors)
     if errors:
         raise RequestValidationError(errors)
     return values

@@ -51,9 +51,10 @@ class Request(metaclass=NoPublicConstructor):
 
     __slots__ = ("_cookies", "_exchange", "_headers", "_query")
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, headers: Headers | None = None) -> None:
+        # The exchange may hand over the Headers it built for binding: one per request.
         self._exchange = exchange
-        self._headers: Headers | None = None
+        self._headers = headers
         self._query: QueryParams | None = None
         self._cookies: Mapping[str, str] | None = None
 

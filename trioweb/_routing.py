@@ -11,51 +11,19 @@ declaration order, and the first whose method fits wins.
 from __future__ import annotations
 
 import re
-import sys
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 import attrs
 
+from ._converters import PATH_CONVERTERS, PathConverter
 from ._errors import RouteDefinitionError
 
 E = TypeVar("E")
 
 
-@attrs.frozen
-class Converter:
-    """How one kind of path parameter is matched and turned into a value."""
-
-    name: str
-    regex: str
-    convert: Callable[[str], object]
-
-
-def _to_uuid(text: str) -> uuid.UUID:
-    return uuid.UUID(text)
-
-
-# A converter must not fail on text its expression matched: that would escape
-# the route lookup as a 500. So the digits are bounded: int() refuses more than
-# the interpreter's limit (4300 by default), and past 308 integer digits a
-# float is infinite. A longer segment does not match: 404.
-_INT_DIGITS = sys.get_int_max_str_digits() or sys.int_info.default_max_str_digits
-
-CONVERTERS: Mapping[str, Converter] = {
-    converter.name: converter
-    for converter in (
-        Converter("str", r"[^/]+", str),
-        Converter("int", rf"-?[0-9]{{1,{_INT_DIGITS}}}", int),
-        Converter("float", r"-?[0-9]{1,308}(?:\.[0-9]+)?", float),
-        Converter(
-            "uuid",
-            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-            _to_uuid,
-        ),
-        Converter("path", r".*", str),
-    )
-}
+#: The path converters, by name (from the scalar registry, with ``path``).
+CONVERTERS: Mapping[str, PathConverter] = PATH_CONVERTERS
 
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
 
@@ -72,7 +40,7 @@ class PathPattern:
 
     path: str
     regex: re.Pattern[str] | None
-    converters: Mapping[str, Converter]
+    converters: Mapping[str, PathConverter]
     # (name, convert) in group order: match() runs per request.
     _conversions: tuple[tuple[str, Callable[[str], object]], ...] = attrs.field(
         init=False, repr=False, eq=False
@@ -140,7 +108,7 @@ def compile_path(path: str, implicit: Mapping[str, str] | None = None) -> PathPa
     if not path.startswith("/"):
         raise RouteDefinitionError(f"route path {path!r} must start with '/'")
     implicit = implicit or {}
-    converters: dict[str, Converter] = {}
+    converters: dict[str, PathConverter] = {}
     pattern = []
     position = 0
     for found in _PARAM.finditer(path):
