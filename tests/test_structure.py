@@ -200,3 +200,43 @@ def test_collections_are_strict(kind: Any, data: object, expected: object) -> No
         assert all(want in str(got) for (_, got), (_, want) in zip(found, expected, strict=True))
     else:
         assert structure(data, kind, "body") == expected
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b' {"a": [1, 2.5, "x", null, true]} ',
+        b"\n\t[1]\r\n",
+        b"1",
+        b' "s"',
+        "[1]".encode("utf-8-sig"),
+        "[1]".encode("utf-16"),
+        "[1]".encode("utf-16-be"),
+        "[1]".encode("utf-16-le"),
+        "[1]".encode("utf-32"),
+        '["é\\ud800"]'.encode(),
+        "\ud800".encode("utf-8", "surrogatepass"),
+        b"[1] x",
+        b'{"a":1}{',
+        b"1 2",
+        b"  ",
+        b"{",
+        b"\xff",
+        b"",
+    ],
+)
+def test_parse_json_agrees_with_json_loads(document: bytes) -> None:
+    import json
+
+    expected: object
+    try:
+        expected = json.loads(document)
+    except ValueError as error:
+        expected = error
+    if not isinstance(expected, ValueError):
+        assert parse_json(document) == expected
+        return
+    with pytest.raises(HTTPError, match="malformed JSON body") as caught:
+        parse_json(document)
+    if isinstance(expected, json.JSONDecodeError):  # the same message, positions included
+        assert caught.value.detail == f"malformed JSON body: {expected}"

@@ -33,9 +33,9 @@ from typing import Annotated, Any, Union, final
 import attrs
 
 from ._converters import IMPLIED_PATH_CONVERTER, PATH_CONVERTERS, TextConverter, text_converter
-from ._datastructures import Headers, RequestData, group_query, parse_cookies, parse_query
+from ._datastructures import Headers, RequestData, group_query, parse_cookies
 from ._errors import RequestValidationError, RouteDefinitionError
-from ._structure import JSON_CONVERTER, form_body, json_body
+from ._structure import JSON, form_body, json_body
 from ._structure import structure as _structure
 from ._util import describe_callable
 
@@ -116,7 +116,7 @@ def _unwrap_optional(hint: object) -> tuple[object, bool]:
 
 def structure(data: object, kind: object, location: str) -> object:
     """Structure JSON ``data`` into ``kind``, or raise a 422 listing every bad field."""
-    return _structure(JSON_CONVERTER, data, kind, location)
+    return _structure(JSON, data, kind, location)
 
 
 # ---- the plan ----
@@ -148,13 +148,15 @@ def _text_getter(source: Source, key: str, convert: TextConverter, default: obje
         if required:
 
             def get_header(data: RequestData) -> object:
-                values = data.headers.values_of(name)
-                if not values:
+                value = data.headers.value_of(name)
+                if value is None:
                     raise _Missing
-                return one(values[-1])
+                return one(value)
 
             return get_header
-        return lambda data: one(values[-1]) if (values := data.headers.values_of(name)) else default
+        return lambda data: (
+            default if (value := data.headers.value_of(name)) is None else one(value)
+        )
     if source is Source.COOKIE:
         if many:
             return lambda data: convert(values) if (values := data.cookies.get(key)) else default
@@ -464,7 +466,7 @@ def extract(
     data = RequestData(
         headers,
         body or b"",
-        group_query(parse_query(query_string)) if plan.reads_query else {},
+        group_query(query_string) if plan.reads_query else {},
         parse_cookies(headers.getlist("cookie")) if plan.reads_cookies else {},
     )
     values: dict[str, object] = {}

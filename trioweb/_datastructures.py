@@ -85,6 +85,13 @@ class Headers(Mapping[str, str]):
             if sent == name or sent.lower() == name
         ]
 
+    def value_of(self, name: bytes) -> str | None:
+        """The last value of the header ``name`` (lowercase bytes), or None."""
+        for sent, value in reversed(self._raw):
+            if sent == name or sent.lower() == name:
+                return value.decode("latin-1")
+        return None
+
     def __getitem__(self, key: str) -> str:
         values = self.getlist(key)
         if not values:
@@ -100,8 +107,11 @@ class Headers(Mapping[str, str]):
 
     def get(self, key: str, default: object = None, /) -> object:
         # Mapping.get goes through __getitem__ and a KeyError: this runs per request.
-        values = self.getlist(key)
-        return values[-1] if values else default
+        try:
+            value = self.value_of(key.lower().encode("latin-1"))
+        except UnicodeEncodeError:
+            return default  # no header has that name
+        return default if value is None else value
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and bool(self.getlist(key))
@@ -147,10 +157,10 @@ def parse_query(query_string: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-def group_query(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """Every value of each query parameter, in order."""
+def group_query(query_string: bytes) -> dict[str, list[str]]:
+    """Every value of each query parameter, in order (as :func:`parse_query` reads them)."""
     grouped: dict[str, list[str]] = {}
-    for name, value in pairs:
+    for name, value in parse_query(query_string):
         values = grouped.get(name)
         if values is None:
             grouped[name] = [value]
