@@ -61,7 +61,14 @@ def json_depth(document: bytes) -> int:
 
 
 _DECODER = json.JSONDecoder()
-_SPACE = re.compile(r"[ \t\n\r]*").match  # JSON's whitespace
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+
+
+def _past_space(text: str, at: int) -> int:
+    found = _SPACE.match(text, at)
+    return found.end() if found else at  # it always matches (maybe nothing)
+
+
 # First bytes of a UTF-8/16/32 BOM, or of UTF-16/32 big-endian ASCII.
 _NOT_UTF8_START = frozenset({0x00, codecs.BOM_UTF8[0], 0xFE, 0xFF})
 
@@ -109,9 +116,9 @@ def parse_json(document: bytes, *, strict: bool = False) -> Any:
         # Plain UTF-8, decoded as json.loads would: its encoding detection, and
         # the whitespace it skips around an object or array, are half its cost.
         text = document.decode("utf-8", "surrogatepass")
-        value, end = _DECODER.raw_decode(text, 0 if text[0] in "{[" else _SPACE(text).end())
+        value, end = _DECODER.raw_decode(text, 0 if text[0] in "{[" else _past_space(text, 0))
         if end != len(text):
-            end = _SPACE(text, end).end()
+            end = _past_space(text, end)
             if end != len(text):
                 raise json.JSONDecodeError("Extra data", text, end)
         return value
