@@ -148,3 +148,68 @@ async def test_never_a_500(
             response.json()  # valid JSON, whatever came in
         assert len(response.content) < 3 * len(body) + 2000  # no huge echo in a detail
         assert (await client.post("/echo", json=[1])).json() == {"got": [1]}
+
+
+@attrs.define
+class Strict:
+    name: str = attrs.field(validator=attrs.validators.min_len(1))
+    count: int = 0
+    ratio: float | None = None
+    tags: list[str] = attrs.Factory(list)
+    ids: set[uuid.UUID] = attrs.Factory(set)
+    points: list[Point] = attrs.Factory(list)
+    child: Node | None = None
+
+
+# Values of the right shape for some field, mixed with anything: structures that
+# succeed as well as fail, at any depth.
+field_values = st.deferred(
+    lambda: st.one_of(
+        json_values,
+        st.text(max_size=3),
+        st.lists(st.text(max_size=2), max_size=3),
+        st.lists(st.uuids().map(str), max_size=2),
+        st.lists(point_dicts, max_size=2),
+        objects,
+    )
+)
+point_dicts = st.fixed_dictionaries(
+    {"x": st.integers(-5, 5) | st.floats(allow_nan=True)}, optional={"y": st.floats(-1, 1)}
+)
+objects = st.dictionaries(
+    st.sampled_from(
+        ["name", "count", "ratio", "tags", "ids", "points", "child", "closed", "children", "x"]
+    )
+    | st.sampled_from(["weight", "tag", "extra"]),
+    field_values,
+    max_size=6,
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=objects | json_values, kind=st.sampled_from([Strict, Shape, Node, Point, list[Point]]))
+def _lean_and_detailed_agree(data: object, kind: Any) -> None:
+    from trioweb._structure import JSON
+
+    lean = JSON.lean.get_structure_hook(kind)
+    detailed = JSON.detailed.get_structure_hook(kind)
+    try:
+        expected = detailed(data, kind)
+    except Exception:
+        expected = _FAILED
+    try:
+        got = lean(data, kind)
+    except Exception:
+        got = _FAILED
+    assert got == expected
+    outcomes.add(got is _FAILED)
+
+
+_FAILED = object()
+outcomes: set[bool] = set()
+
+
+def test_lean_and_detailed_structuring_agree() -> None:
+    """The lean converter (tried first) accepts exactly what the detailed one does, alike."""
+    _lean_and_detailed_agree()
+    assert outcomes == {True, False}  # both outcomes seen: the property was exercised
