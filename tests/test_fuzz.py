@@ -163,7 +163,10 @@ class Strict:
 
 # Values of the right shape for some field, mixed with anything: structures that
 # succeed as well as fail, at any depth.
-field_values = st.deferred(
+point_dicts: st.SearchStrategy[dict[str, object]] = st.fixed_dictionaries(
+    {"x": st.integers(-5, 5) | st.floats(allow_nan=True)}, optional={"y": st.floats(-1, 1)}
+)
+field_values: st.SearchStrategy[object] = st.deferred(
     lambda: st.one_of(
         json_values,
         st.text(max_size=3),
@@ -173,10 +176,7 @@ field_values = st.deferred(
         objects,
     )
 )
-point_dicts = st.fixed_dictionaries(
-    {"x": st.integers(-5, 5) | st.floats(allow_nan=True)}, optional={"y": st.floats(-1, 1)}
-)
-objects = st.dictionaries(
+objects: st.SearchStrategy[dict[str, object]] = st.dictionaries(
     st.sampled_from(
         ["name", "count", "ratio", "tags", "ids", "points", "child", "closed", "children", "x"]
     )
