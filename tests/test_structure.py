@@ -240,3 +240,13 @@ def test_parse_json_agrees_with_json_loads(document: bytes) -> None:
         parse_json(document)
     if isinstance(expected, json.JSONDecodeError):  # the same message, positions included
         assert caught.value.detail == f"malformed JSON body: {expected}"
+
+
+def test_parse_json_is_linear_on_adversarial_strings() -> None:
+    # An unclosed string full of escaped quotes: a string-skipping expression run
+    # over it before parsing retried at every quote (quadratic: minutes, not ms).
+    document = b'["' + b'\\"[' * 200_000
+    with pytest.raises(HTTPError, match="Unterminated string"):
+        parse_json(document)
+    document = b"[" + b'"\\"[",' * 100_000 + b"1]"
+    assert len(parse_json(document)) == 100_001
