@@ -396,3 +396,58 @@ async def test_uuid_path_still_matches() -> None:
     async with TestClient(app) as client:
         assert (await client.get(f"/u/{uuid.UUID(int=3)}")).text == str(uuid.UUID(int=3))
         assert (await client.get("/u/" + "a" * 5000)).status_code == 404
+
+
+async def test_optional_bodies_and_odd_forms() -> None:
+    app = App()
+
+    @app.post("/maybe-json")
+    async def maybe_json(measure: Measure | None = None) -> dict[str, object]:
+        return {"measure": None if measure is None else measure.x}
+
+    @app.post("/maybe-form")
+    async def maybe_form(data: Annotated[Login | None, Form()] = None) -> dict[str, object]:
+        return {"user": None if data is None else data.user}
+
+    async with TestClient(app) as client:
+        assert (await client.post("/maybe-json")).json() == {"measure": None}
+        assert (await client.post("/maybe-json", json={"x": 2})).json() == {"measure": 2.0}
+        assert (await client.post("/maybe-form")).json() == {"user": None}
+        response = await client.post("/maybe-form", content=b"user=\xff", headers=FORM)
+        assert (response.status_code, response.text) == (400, "the form body is not UTF-8")
+        response = await client.post("/maybe-form", content=b"user=a&password=b", headers=JSON)
+        assert response.status_code == 415
+
+
+def test_headers_get_with_a_name_no_header_can_have() -> None:
+    from trioweb import Headers
+
+    assert Headers.from_raw([(b"a", b"1")]).get("☃", "none") == "none"
+
+
+async def test_many_bad_requests_at_once_over_the_wire(live_server: Server) -> None:
+    import trio
+
+    payloads = [
+        ("POST", "/json", deep_json(5000), 400),
+        ("POST", "/node", deep_node(300), 400),
+        ("GET", "/int/" + HUGE, None, 404),
+        ("POST", "/measure", b'{"x": NaN}', 422),
+        ("POST", "/json", b'"\\udfff"', 200),
+        ("POST", "/pair", b'{"a": 0, "b": ""}', 422),
+    ]
+    statuses: list[tuple[int, int]] = []
+
+    async def one(http: httpx.AsyncClient, index: int) -> None:
+        method, path, content, status = payloads[index % len(payloads)]
+        response = await http.request(method, path, content=content, headers=JSON)
+        statuses.append((response.status_code, status))
+
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=live_server.url, limits=limits, timeout=30) as http:
+        async with trio.open_nursery() as nursery:
+            for index in range(120):
+                nursery.start_soon(one, http, index)
+        assert (await http.get("/ok")).text == "ok"
+    assert len(statuses) == 120
+    assert all(got == wanted for got, wanted in statuses), sorted(set(statuses))
