@@ -10,14 +10,18 @@ per parameter, where its value comes from:
   ``Annotated[str, Cookie("session")]``;
 * the body: an attrs class (JSON, structured with cattrs, validators honoured),
   ``bytes`` (raw), or ``Annotated[T, Form()]`` (``x-www-form-urlencoded``);
-* otherwise a query parameter by name (``str``, ``int``, ``float``, ``bool``,
-  ``uuid.UUID``, ``list[...]`` of those, ``X | None``, defaults).
+* otherwise a query parameter by name (the scalars of :mod:`._converters`:
+  ``str``, ``int``, ``float``, ``bool``, ``uuid.UUID``; ``list``/``set``/``tuple``
+  of those, ``X | None``, defaults).
 
 Anything that cannot be bound is a :class:`~trioweb.RouteDefinitionError` naming
-the handler and the parameter. Per request only :func:`extract` runs: it
-returns the values, or raises :class:`~trioweb.RequestValidationError` (422, one
-entry per offending field) or :class:`~trioweb.HTTPError` (400 for malformed
-JSON, 415 for a body of the wrong media type).
+the handler and the parameter. Each data parameter's :class:`Binder` is compiled,
+then and there, into a getter specialised for its source, arity and default, so
+that per request :func:`extract` only runs the plan's getters over the request's
+data (parsed once, and only the parts the plan reads). It returns the values, or
+raises :class:`~trioweb.RequestValidationError` (422, one entry per offending
+field, whatever their sources) or :class:`~trioweb.HTTPError` (400 for a
+malformed body, 415 for a body of the wrong media type).
 """
 
 from __future__ import annotations
@@ -231,7 +235,7 @@ class Binder:
 
     @location.default
     def _location(self) -> str:
-        return self.source.value.split()[0]
+        return "body" if self.source in BODY_SOURCES else self.source.value.split()[0]
 
     @get.default
     def _get(self) -> Getter | None:
