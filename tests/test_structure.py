@@ -14,7 +14,7 @@ import pytest
 
 from trioweb import HTTPError, RequestValidationError
 from trioweb._binding import structure
-from trioweb._structure import MAX_JSON_DEPTH, json_depth, parse_json
+from trioweb._json import MAX_JSON_DEPTH, json_depth, parse_json
 
 
 @pytest.mark.parametrize(

@@ -31,15 +31,17 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Union, final
 
 import attrs
 
 from ._converters import IMPLIED_PATH_CONVERTER, PATH_CONVERTERS, TextConverter, text_converter
-from ._datastructures import Headers, RequestData, group_query, parse_cookies
-from ._errors import RequestValidationError, RouteDefinitionError
-from ._structure import JSON, form_body, json_body
+from ._errors import RouteDefinitionError
+from ._getters import MISSING as _MISSING
+from ._getters import Getter, form_body, json_body, raw_body, text_getter
+from ._getters import extract as extract  # re-exported: the exchange imports it here
+from ._structure import JSON
 from ._structure import structure as _structure
 from ._util import describe_callable
 
@@ -105,9 +107,6 @@ class Form:
     """
 
 
-_MISSING = inspect.Parameter.empty
-
-
 def _unwrap_optional(hint: object) -> tuple[object, bool]:
     """(inner type, whether None is allowed) for ``X | None`` / ``Optional[X]``."""
     origin = typing.get_origin(hint)
@@ -126,72 +125,6 @@ def structure(data: object, kind: object, location: str) -> object:
 # ---- the plan ----
 
 
-class _Missing(Exception):
-    """A required query parameter, header or cookie was not sent."""
-
-
-#: Reads one parameter's value from the request's data; raises ValueError (a 422
-#: at the binder's loc), _Missing, or HTTPError (RequestValidationError included).
-Getter = Callable[[RequestData], object]
-
-
-def _text_getter(source: Source, key: str, convert: TextConverter, default: object) -> Getter:
-    """A getter specialised, once, for this source, arity and default.
-
-    The source's lookup is written out in each: a call saved per parameter per request.
-    """
-    one, many, required = convert.convert, convert.many, default is _MISSING
-    if many:
-        default = [] if required else default
-    if source is Source.HEADER:
-        name = key.encode("latin-1")
-        if many:
-            return lambda data: (
-                convert(values) if (values := data.headers.values_of(name)) else default
-            )
-        if required:
-
-            def get_header(data: RequestData) -> object:
-                value = data.headers.value_of(name)
-                if value is None:
-                    raise _Missing
-                return one(value)
-
-            return get_header
-        return lambda data: (
-            default if (value := data.headers.value_of(name)) is None else one(value)
-        )
-    if source is Source.COOKIE:
-        if many:
-            return lambda data: convert(values) if (values := data.cookies.get(key)) else default
-        if required:
-
-            def get_cookie(data: RequestData) -> object:
-                values = data.cookies.get(key)
-                if not values:
-                    raise _Missing
-                return one(values[-1])
-
-            return get_cookie
-        return lambda data: one(values[-1]) if (values := data.cookies.get(key)) else default
-    if many:
-        return lambda data: convert(values) if (values := data.query.get(key)) else default
-    if required:
-
-        def get_query(data: RequestData) -> object:
-            values = data.query.get(key)
-            if not values:
-                raise _Missing
-            return one(values[-1])
-
-        return get_query
-    return lambda data: one(values[-1]) if (values := data.query.get(key)) else default
-
-
-def _raw_body(data: RequestData) -> object:
-    return data.body
-
-
 @functools.cache
 def _many_valued_fields(kind: Any) -> frozenset[str]:
     """The fields of a form class that take every value of a repeated name (collections)."""
@@ -206,9 +139,9 @@ def _many_valued_fields(kind: Any) -> frozenset[str]:
 def _compile(binder: Binder) -> Getter | None:
     source, required = binder.source, binder.default is _MISSING
     if binder.convert is not None:
-        return _text_getter(source, binder.key, binder.convert, binder.default)
+        return text_getter(binder.location, binder.key, binder.convert, binder.default)
     if source is Source.RAW:
-        return _raw_body
+        return raw_body
     if source is Source.JSON:
         return json_body(binder.body_type, binder.default, required=required)
     if source is Source.FORM:
@@ -438,52 +371,3 @@ def make_plan(
     if sum(binder.source in BODY_SOURCES for binder in binders) > 1:
         raise RouteDefinitionError(f"handler {name} has more than one body parameter")
     return BindingPlan(tuple(binders))
-
-
-# ---- per request ----
-
-
-def extract(
-    plan: BindingPlan,
-    *,
-    query_string: bytes,
-    body: bytes | None,
-    headers: Headers | None = None,
-    raw_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> dict[str, object]:
-    """The values of the plan's query, header, cookie and body parameters.
-
-    Args:
-        plan: The handler's plan.
-        query_string: The raw query string.
-        body: The body, if the plan reads it.
-        headers: The request's headers, built once per request and shared
-            with :attr:`Request.headers`; else wrapped from ``raw_headers``.
-        raw_headers: The ASGI scope's header pairs, if ``headers`` is not given.
-
-    Raises:
-        RequestValidationError: 422, listing every offending field.
-        HTTPError: 400 (malformed body) or 415 (wrong body media type).
-    """
-    if headers is None:
-        headers = Headers.from_raw(raw_headers)
-    data = RequestData(
-        headers,
-        body or b"",
-        group_query(query_string) if plan.reads_query else {},
-        parse_cookies(headers.getlist("cookie")) if plan.reads_cookies else {},
-    )
-    values: dict[str, object] = {}
-    errors: list[dict[str, object]] = []
-    for name, get, loc in plan.getters:
-        try:
-            values[name] = get(data)
-        except ValueError as error:
-            errors.append({"loc": loc, "msg": str(error)})
-        except _Missing:
-            errors.append({"loc": loc, "msg": "field required"})
-        except RequestValidationError as error:
-            errors.extend(error.errors)
-    if errors:
-        raise RequestValidationError(errors)
-    return values

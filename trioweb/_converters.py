@@ -43,6 +43,11 @@ def json_type(value: object) -> str:
     return _JSON_NAMES.get(type(value), type(value).__name__)
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text``, cut at ``limit`` characters with a note of its length."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def show(text: str) -> str:
     """``repr(text)``, cut short: a 422 detail does not echo a huge input back."""
     return repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"

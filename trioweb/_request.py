@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 from ._datastructures import Headers, QueryParams, parse_cookies
 from ._errors import HTTPError
-from ._structure import parse_json
+from ._json import parse_json
 from ._token import callback_guard
 from ._util import NoPublicConstructor
 

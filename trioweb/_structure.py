@@ -1,4 +1,4 @@
-"""Structured bodies: JSON and form data into attrs classes, every bad field reported. Pure.
+"""Structuring: decoded JSON and form data into attrs classes, every bad field reported. Pure.
 
 Two cattrs converters share one shape. The JSON one is strict (``1`` is not a
 string, ``true`` not a number, NaN and infinities not numbers); the form one
@@ -12,25 +12,16 @@ fails; so when building an instance fails, the fields are checked again one by
 one, and every failing validator is reported at its own field. That re-check
 runs only on the error path and its half-built instance is thrown away.
 
-JSON is parsed by :func:`parse_json`, which refuses documents nested deeper than
-:data:`MAX_JSON_DEPTH`: the C parser's own guard catches the deepest (its
-RecursionError is a 400), the depth of the rest is measured once they parsed.
-So the limit holds whatever the interpreter's recursion limit or the caller's
-stack depth, and the structuring and echoing that follow never nest deeper.
+A valid body goes through a lean converter (no detailed validation); only
+what fails it is structured again in detail, to say what is wrong.
 """
 
 from __future__ import annotations
 
-import codecs
-import itertools
-import json
-import math
-import re
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, final
-from urllib.parse import parse_qsl
 
 import attrs
 import cattrs
@@ -43,106 +34,8 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 
-from ._converters import SCALARS, json_type
-from ._datastructures import Headers, RequestData
+from ._converters import SCALARS, json_type, shorten
 from ._errors import HTTPError, RequestValidationError
-
-#: How deeply a JSON body may nest arrays and objects (as pydantic's JSON parser).
-MAX_JSON_DEPTH = 200
-
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-# bytes.translate: every byte but the four brackets deleted, then +1 / -1 as signed bytes.
-_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-
-
-def json_depth(document: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``document`` (brackets in strings ignored).
-
-    For a valid JSON document, whose every string is closed: then this takes
-    linear time. (In an unclosed one, the expression would try every later quote.)
-    """
-    steps = _JSON_STRING.sub(b"", document).translate(_BRACKET_STEPS, _NOT_BRACKETS)
-    return max(itertools.accumulate(memoryview(steps).cast("b"), initial=0))
-
-
-_DECODER = json.JSONDecoder()
-_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
-
-
-def _past_space(text: str, at: int) -> int:
-    found = _SPACE.match(text, at)
-    return found.end() if found else at  # it always matches (maybe nothing)
-
-
-# First bytes of a UTF-8/16/32 BOM, or of UTF-16/32 big-endian ASCII.
-_NOT_UTF8_START = frozenset({0x00, codecs.BOM_UTF8[0], 0xFE, 0xFF})
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text[:40]} is out of the range of a finite number")
-    return value
-
-
-def parse_json(document: bytes, *, strict: bool = False) -> Any:
-    """Parse a JSON request body.
-
-    Args:
-        document: The body: UTF-8 (or UTF-16/32, as :func:`json.loads` detects).
-        strict: Refuse ``NaN``, ``Infinity`` and numbers too large for a float,
-            which Python's parser accepts but JSON does not have (for
-            :meth:`Request.json`, whose result a handler may echo). Bodies bound
-            to attrs classes leave this to the float fields, which answer 422.
-
-    Raises:
-        HTTPError: 400, naming what is wrong: not JSON, not UTF-8, or nested more
-            than :data:`MAX_JSON_DEPTH` levels.
-    """
-    try:
-        value = _decode(document, strict=strict)
-    except RecursionError:  # deeper than the C parser's stack allows
-        raise HTTPError(400, "the JSON body is nested too deeply") from None
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, int digit limit
-        raise HTTPError(400, f"malformed JSON body: {_shorten(str(error), 200)}") from None
-    # Checked once parsed: json_depth is linear only on valid JSON. Nesting that
-    # deep takes that many bytes, and counting brackets is cheap: only a body
-    # with many needs the exact depth.
-    if (
-        len(document) > MAX_JSON_DEPTH
-        and document.count(b"[") + document.count(b"{") > MAX_JSON_DEPTH
-        and json_depth(document) > MAX_JSON_DEPTH
-    ):
-        raise HTTPError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
-    return value
-
-
-def _decode(document: bytes, *, strict: bool) -> Any:
-    if strict:
-        return json.loads(document, parse_constant=_refuse_constant, parse_float=_finite)
-    if not document or document[0] in _NOT_UTF8_START or document[1:2] == b"\x00":
-        # Empty, a BOM, or UTF-16/32 (a NUL in the first two bytes, as
-        # json.detect_encoding looks for): json.loads sorts it out.
-        return json.loads(document)
-    # Plain UTF-8, decoded as json.loads would: its encoding detection, and
-    # the whitespace it skips around an object or array, are half its cost.
-    text = document.decode("utf-8", "surrogatepass")
-    value, end = _DECODER.raw_decode(text, 0 if text[0] in "{[" else _past_space(text, 0))
-    if end != len(text):
-        end = _past_space(text, end)
-        if end != len(text):
-            raise json.JSONDecodeError("Extra data", text, end)
-    return value
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
 
 # ---- converters ----
 
@@ -337,12 +230,12 @@ class Structurer:
             try:
                 return lean(data, kind)
             except Exception:  # what is wrong is said by the detailed structuring
-                return _in_detail(detailed, data, kind, location)
+                return in_detail(detailed, data, kind, location)
 
         return structure
 
 
-def _in_detail(detailed: Callable[[Any, Any], Any], data: Any, kind: Any, location: str) -> Any:
+def in_detail(detailed: Callable[[Any, Any], Any], data: Any, kind: Any, location: str) -> Any:
     try:
         return detailed(data, kind)
     except RecursionError:
@@ -359,7 +252,7 @@ def _message(error: BaseException) -> str:
         return "field required"
     if isinstance(error, (ValueError, TypeError)) and str(error):
         # Our hooks and attrs validators say precisely what is wrong.
-        return _shorten(str(error), 300)
+        return shorten(str(error), 300)
     return cattrs.v.format_exception(error, None)
 
 
@@ -406,9 +299,6 @@ def structure(structurer: Structurer, data: object, kind: object, location: str)
     return structurer.hook(kind, location)(data)
 
 
-# ---- the body getters a binding plan compiles ----
-
-
 def _from_text(convert: Callable[[str], object]) -> Callable[[object, object], object]:
     def structure(value: object, _: object) -> object:
         return convert(typing.cast(str, value))  # form values are always text
@@ -418,101 +308,3 @@ def _from_text(convert: Callable[[str], object]) -> Callable[[object, object], o
 
 JSON = Structurer.of({scalar.type: scalar.from_json for scalar in SCALARS})
 FORM = Structurer.of({scalar.type: _from_text(scalar.from_text) for scalar in SCALARS})
-
-#: Reads the body (given the request's headers) into a value, or raises HTTPError.
-BodyGetter = Callable[[RequestData], object]
-_REQUIRED: list[dict[str, object]] = [{"loc": ["body"], "msg": "field required"}]
-
-
-def media_type(headers: Headers) -> str:
-    """The ``content-type`` without parameters, lowercased ("" if none)."""
-    value = headers.value_of(b"content-type") or ""
-    if value == "application/json":  # the common case: nothing to strip
-        return value
-    return value.split(";", 1)[0].strip().lower()
-
-
-def _lazy_hook(structurer: Structurer, kind: Any) -> Callable[[Any], Any]:
-    """Structure into ``kind`` with its hook, looked up at the first request.
-
-    Not when the route is declared: a class may name others defined after it.
-    """
-    hook: Callable[[Any], Any] | None = None
-
-    def structure(data: Any) -> Any:
-        nonlocal hook
-        if hook is None:
-            hook = structurer.hook(kind)
-        return hook(data)
-
-    return structure
-
-
-def json_body(kind: Any, default: object, *, required: bool) -> BodyGetter:
-    """The getter of a JSON body structured into ``kind`` (strictly, every bad field reported)."""
-    # Looked up at the first request, not when the route is declared: a class
-    # may name others defined after it.
-    hooks: tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]] | None = None
-
-    def get(data: RequestData) -> object:
-        nonlocal hooks
-        body = data.body
-        if not body:
-            if required:
-                raise RequestValidationError(list(_REQUIRED))
-            return default
-        media = media_type(data.headers)
-        if media != "application/json" and not media.endswith("+json"):
-            raise HTTPError(415, f"expected an application/json body, got {media or 'none'!r}")
-        document = parse_json(body)
-        if hooks is None:
-            hooks = JSON.lean.get_structure_hook(kind), JSON.detailed.get_structure_hook(kind)
-        try:
-            return hooks[0](document, kind)
-        except Exception:  # what is wrong is said by the detailed structuring
-            return _in_detail(hooks[1], document, kind, "body")
-
-    return get
-
-
-def _form_fields(body: bytes, headers: Headers) -> list[tuple[str, str]]:
-    media = media_type(headers)
-    if media != "application/x-www-form-urlencoded":
-        raise HTTPError(415, f"expected a form body, got {media or 'none'!r}")
-    try:
-        return parse_qsl(body.decode(), keep_blank_values=True)
-    except UnicodeDecodeError:
-        raise HTTPError(400, "the form body is not UTF-8") from None
-
-
-def form_body(
-    kind: Any, default: object, *, required: bool, many: frozenset[str] = frozenset()
-) -> BodyGetter:
-    """The getter of an ``x-www-form-urlencoded`` body: a ``dict[str, str]``, or an attrs class.
-
-    Args:
-        kind: ``dict`` or the attrs class.
-        default: The value when there is no body, unless ``required``.
-        required: An empty body is a 422.
-        many: The fields that take every value of a repeated name (the rest
-            take the last).
-    """
-    structure = _lazy_hook(FORM, kind) if attrs.has(kind) else None
-
-    def get(data: RequestData) -> object:
-        if not data.body:
-            if required:
-                raise RequestValidationError(list(_REQUIRED))
-            return default
-        pairs = _form_fields(data.body, data.headers)
-        if structure is None:
-            return dict(pairs)
-        form: dict[str, Any] = {}
-        for name, value in pairs:
-            if name in many:
-                form.setdefault(name, []).append(value)
-            else:
-                form[name] = value  # the last of repeated values, as for a query parameter
-        return structure(form)
-
-    return get
