@@ -2,6 +2,11 @@
 
 Run: ``pip install -e '.[bench]' && python benchmarks/inprocess.py``
 
+To compare a change with what it replaces, in the same run: export the old
+package (``git archive <commit> trioweb | tar -x -C /tmp/old``) and add
+``--baseline /tmp/old/trioweb``; it is imported under another name and measured
+as one more peer.
+
 Each app serves the same routes; every request is one ``await app(scope,
 receive, send)`` whose ``receive``/``send`` behave like hypercorn's, so what is
 measured is the framework alone: routing, the request scope, binding and the
@@ -13,10 +18,14 @@ rounds and ratios.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -70,9 +79,10 @@ def bare_app() -> ASGI:
     return app
 
 
-def trioweb_app() -> ASGI:
-    from trioweb import App
+def trioweb_app(package: ModuleType | None = None) -> ASGI:
+    from trioweb import App as CurrentApp
 
+    App = CurrentApp if package is None else package.App
     app = App()
 
     @app.get("/plain")
@@ -119,6 +129,41 @@ def starlette_app() -> ASGI:
     )
 
 
+def fastapi_app() -> ASGI:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+    from pydantic import BaseModel, ConfigDict
+
+    class OrderModel(BaseModel):
+        # Strict, as trioweb's binding is: "3" is not an int in the JSON body.
+        model_config = ConfigDict(strict=True)
+
+        item: str
+        quantity: int
+        note: str | None = None
+
+    app = FastAPI()
+
+    # response_model=None: FastAPI would otherwise validate what the handler returns.
+    @app.get("/plain", response_class=PlainTextResponse, response_model=None)
+    async def plain() -> str:
+        return "hello, world"
+
+    @app.get("/items/{item_id}", response_model=None)
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    async def order(shop: int, order: OrderModel, limit: int, page: int = 1) -> dict[str, int]:
+        return {"shop": shop, "quantity": order.quantity, "limit": limit, "page": page}
+
+    # This module's annotations are strings, and FastAPI resolves them in the
+    # module's globals, where the local model is not: give it the class itself.
+    order.__annotations__["order"] = OrderModel
+    app.post("/orders/{shop}", response_model=None)(order)
+
+    return cast(ASGI, app)
+
+
 def quart_trio_app() -> ASGI:
     from quart import request
     from quart_trio import QuartTrio
@@ -147,8 +192,22 @@ PEERS: dict[str, Callable[[], ASGI]] = {
     "bare ASGI": bare_app,
     "trioweb": trioweb_app,
     "starlette": starlette_app,
+    "fastapi": fastapi_app,
     "quart-trio": quart_trio_app,
 }
+
+
+def load_baseline(directory: Path) -> ModuleType:
+    """Import the trioweb package in ``directory`` as ``trioweb_baseline``."""
+    spec = importlib.util.spec_from_file_location(
+        "trioweb_baseline", directory / "__init__.py", submodule_search_locations=[str(directory)]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{directory} is not a package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_scope(route: str) -> dict[str, Any]:
@@ -253,10 +312,12 @@ async def lifespan_startup(app: ASGI, nursery: trio.Nursery) -> None:
         await started.wait()
 
 
-async def measure(rounds: int, count: int) -> dict[tuple[str, str], float]:
+async def measure(
+    rounds: int, count: int, peers: dict[str, Callable[[], ASGI]]
+) -> dict[tuple[str, str], float]:
     results: dict[tuple[str, str], list[float]] = {}
     async with trio.open_nursery() as nursery:
-        apps = {name: factory() for name, factory in PEERS.items()}
+        apps = {name: factory() for name, factory in peers.items()}
         for app in apps.values():
             await lifespan_startup(app, nursery)
         for app in apps.values():  # warm up every code path once
@@ -272,12 +333,12 @@ async def measure(rounds: int, count: int) -> dict[tuple[str, str], float]:
     return {key: statistics.median(values) for key, values in results.items()}
 
 
-def table(results: dict[tuple[str, str], float]) -> str:
+def table(results: dict[tuple[str, str], float], peers: dict[str, Callable[[], ASGI]]) -> str:
     lines = [
         "| app | route | µs/request | vs bare ASGI | vs starlette | quart-trio time / app time |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for name in PEERS:
+    for name in peers:
         for route in ROUTES:
             value = results[name, route]
             bare, starlette = results["bare ASGI", route], results["starlette", route]
@@ -292,19 +353,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--count", type=int, default=10_000, help="requests per app, route, round")
+    parser.add_argument(
+        "--baseline", type=Path, help="another trioweb package directory, measured as a peer"
+    )
     args = parser.parse_args()
-    results = trio.run(measure, args.rounds, args.count)
-    print(table(results))
+    peers = dict(PEERS)
+    if args.baseline:
+        baseline = load_baseline(args.baseline)
+        peers["trioweb (baseline)"] = lambda: trioweb_app(baseline)
+    results = trio.run(measure, args.rounds, args.count, peers)
+    print(table(results, peers))
     for route in ROUTES:
         ratio = results["trioweb", route] / results["starlette", route]
+        fastapi = results["trioweb", route] / results["fastapi", route]
         speedup = results["quart-trio", route] / results["trioweb", route]
         # The targets are set for the plain and JSON routes; the binding route
         # compares strict validation with the peers' hand parsing.
         targets = " (targets: <= 2, >= 10)" if route in TARGET_ROUTES else ""
         print(
-            f"{route}: trioweb takes {ratio:.2f}x Starlette's time and is "
-            f"{speedup:.0f}x faster than quart-trio{targets}"
+            f"{route}: trioweb takes {ratio:.2f}x Starlette's time, {fastapi:.2f}x FastAPI's, "
+            f"and is {speedup:.0f}x faster than quart-trio{targets}"
         )
+        if args.baseline:
+            before = results["trioweb (baseline)", route] / results["starlette", route]
+            print(f"  baseline: {before:.2f}x Starlette's time")
 
 
 if __name__ == "__main__":

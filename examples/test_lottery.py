@@ -83,8 +83,10 @@ async def test_buy_a_ticket(client: TestClient) -> None:
 async def test_a_bad_ticket_is_a_clear_4xx(client: TestClient) -> None:
     r = await client.post("/api/tickets", json={"holder": "Ada", "numbers": [1, 1, 2]})
     assert r.status_code == 422
-    # An attrs validator's message, reported at the body it ran on.
-    assert r.json()["detail"] == [{"loc": ["body"], "msg": "pick three different numbers"}]
+    # An attrs validator's message, reported at the field it checks.
+    assert r.json()["detail"] == [
+        {"loc": ["body", "numbers"], "msg": "pick three different numbers"}
+    ]
     r = await client.post("/api/tickets", json={"holder": 5, "numbers": [1, 2, 3]})
     assert r.status_code == 422  # nothing is coerced: 5 is not a name
     assert r.json()["detail"][0]["loc"] == ["body", "holder"]

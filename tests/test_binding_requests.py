@@ -202,7 +202,7 @@ QUERY = "s=x&i=3&f=1.5&b=yes&u=" + str(U) + "&many=1&many=2"
                 }
             ),
         ),
-        ("POST", "/items/2", {"json": {"name": "n", "quantity": 0}}, (422, [["body"]])),
+        ("POST", "/items/2", {"json": {"name": "n", "quantity": 0}}, (422, [["body", "quantity"]])),
         (
             "POST",
             "/items/2",
@@ -213,9 +213,14 @@ QUERY = "s=x&i=3&f=1.5&b=yes&u=" + str(U) + "&many=1&many=2"
             "POST",
             "/items/2",
             {"json": {"quantity": 1, "tags": [{"nom": "t"}]}},
-            (422, [["body", "name"], ["body", "tags", 0, "name"], ["body", "tags", 0]]),
+            (422, [["body", "name"], ["body", "tags", 0, "name"], ["body", "tags", 0, "nom"]]),
         ),
-        ("POST", "/items/2", {"json": {"name": "n", "quantity": 1, "extra": 1}}, (422, [["body"]])),
+        (
+            "POST",
+            "/items/2",
+            {"json": {"name": "n", "quantity": 1, "extra": 1}},
+            (422, [["body", "extra"]]),
+        ),
         ("POST", "/items/2", {"json": [1, 2]}, (422, [["body"]])),
         (
             "POST",
@@ -257,7 +262,7 @@ QUERY = "s=x&i=3&f=1.5&b=yes&u=" + str(U) + "&many=1&many=2"
                 "content": b"user=bob&age=old&x=1",
                 "headers": {"content-type": "application/x-www-form-urlencoded"},
             },
-            (422, [["body", "age"]]),
+            (422, [["body", "age"], ["body", "x"]]),
         ),
         (
             "POST",
@@ -266,7 +271,7 @@ QUERY = "s=x&i=3&f=1.5&b=yes&u=" + str(U) + "&many=1&many=2"
                 "content": b"remember=no",
                 "headers": {"content-type": "application/x-www-form-urlencoded"},
             },
-            (422, [["body"]]),
+            (422, [["body", "user"]]),
         ),
     ],
 )

@@ -10,35 +10,39 @@ per parameter, where its value comes from:
   ``Annotated[str, Cookie("session")]``;
 * the body: an attrs class (JSON, structured with cattrs, validators honoured),
   ``bytes`` (raw), or ``Annotated[T, Form()]`` (``x-www-form-urlencoded``);
-* otherwise a query parameter by name (``str``, ``int``, ``float``, ``bool``,
-  ``uuid.UUID``, ``list[...]`` of those, ``X | None``, defaults).
+* otherwise a query parameter by name (the scalars of :mod:`._converters`:
+  ``str``, ``int``, ``float``, ``bool``, ``uuid.UUID``; ``list``/``set``/``tuple``
+  of those, ``X | None``, defaults).
 
 Anything that cannot be bound is a :class:`~trioweb.RouteDefinitionError` naming
-the handler and the parameter. Per request only :func:`extract` runs: it
-returns the values, or raises :class:`~trioweb.RequestValidationError` (422, one
-entry per offending field) or :class:`~trioweb.HTTPError` (400 for malformed
-JSON, 415 for a body of the wrong media type).
+the handler and the parameter. Each data parameter's :class:`Binder` is compiled,
+then and there, into a getter specialised for its source, arity and default, so
+that per request :func:`extract` only runs the plan's getters over the request's
+data (parsed once, and only the parts the plan reads). It returns the values, or
+raises :class:`~trioweb.RequestValidationError` (422, one entry per offending
+field, whatever their sources) or :class:`~trioweb.HTTPError` (400 for a
+malformed body, 415 for a body of the wrong media type).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
-import json
 import types
 import typing
-import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
-from http.cookies import SimpleCookie
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Union, final
-from urllib.parse import parse_qsl
 
 import attrs
-import cattrs
-from cattrs.v import format_exception
 
-from ._datastructures import Headers, QueryParams
-from ._errors import HTTPError, RequestValidationError, RouteDefinitionError
+from ._converters import IMPLIED_PATH_CONVERTER, PATH_CONVERTERS, TextConverter, text_converter
+from ._errors import RouteDefinitionError
+from ._getters import MISSING as _MISSING
+from ._getters import Getter, form_body, json_body, raw_body, text_getter
+from ._getters import extract as extract  # re-exported: the exchange imports it here
+from ._structure import JSON
+from ._structure import structure as _structure
 from ._util import describe_callable
 
 
@@ -103,56 +107,6 @@ class Form:
     """
 
 
-_MISSING = inspect.Parameter.empty
-
-# ---- scalar values from text (query, headers, cookies, forms) ----
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _to_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"expected a boolean (true/false/1/0/yes/no/on/off), got {text!r}")
-
-
-def _to_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
-
-
-def _to_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _to_uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ValueError(f"expected a UUID, got {text!r}") from None
-
-
-_SCALARS: Mapping[object, Callable[[str], object]] = {
-    str: str,
-    int: _to_int,
-    float: _to_float,
-    bool: _to_bool,
-    uuid.UUID: _to_uuid,
-}
-
-
 def _unwrap_optional(hint: object) -> tuple[object, bool]:
     """(inner type, whether None is allowed) for ``X | None`` / ``Optional[X]``."""
     origin = typing.get_origin(hint)
@@ -163,112 +117,38 @@ def _unwrap_optional(hint: object) -> tuple[object, bool]:
     return hint, False
 
 
-@attrs.frozen
-class TextConverter:
-    """How the text values of one query parameter, header or cookie become a value."""
-
-    convert: Callable[[str], object]
-    many: bool
-
-    def __call__(self, values: list[str]) -> object:
-        if self.many:
-            return [self.convert(value) for value in values]
-        return self.convert(values[-1])
-
-
-def text_converter(hint: object) -> TextConverter | None:
-    """The converter for ``hint``, or None if text cannot become one."""
-    if hint in _SCALARS:
-        return TextConverter(_SCALARS[hint], many=False)
-    if typing.get_origin(hint) in (list, tuple, set, frozenset) or hint is list:
-        args = typing.get_args(hint)
-        item = args[0] if args else str
-        if item in _SCALARS and (typing.get_origin(hint) is not tuple or args[1:] == (...,)):
-            return TextConverter(_SCALARS[item], many=True)
-    return None
-
-
-# ---- structured bodies ----
-
-
-def _strict(kind: type | tuple[type, ...], name: str) -> Callable[[object, object], object]:
-    def structure(value: object, _: object) -> object:
-        # bool is an int in Python, but true is not a number in JSON.
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-            raise TypeError(f"expected {name}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _structure_float(value: object, _: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected number, got {type(value).__name__}")
-    return float(value)
-
-
-def make_converter() -> cattrs.Converter:
-    """A cattrs converter that does not coerce: ``1`` is not a string, ``5.7`` not an int."""
-    converter = cattrs.Converter(forbid_extra_keys=True)
-    converter.register_structure_hook(str, _strict(str, "string"))
-    converter.register_structure_hook(int, _strict(int, "integer"))
-    converter.register_structure_hook(bool, _strict(bool, "boolean"))
-    converter.register_structure_hook(float, _structure_float)
-    converter.register_structure_hook(uuid.UUID, _structure_uuid)
-    return converter
-
-
-def _structure_uuid(value: object, _: object) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a UUID string, got {type(value).__name__}")
-    return _to_uuid(value)
-
-
-_converter = make_converter()
-
-
-def _format_error(error: BaseException, kind: type | None) -> str:
-    # Our strict hooks and attrs validators say precisely what is wrong.
-    if isinstance(error, (ValueError, TypeError)) and str(error):
-        return str(error)
-    return format_exception(error, kind)
-
-
-def _split_path(path: str) -> list[str | int]:
-    """``$.item.tags[2]`` -> ["item", "tags", 2]."""
-    parts: list[str | int] = []
-    for piece in path.removeprefix("$").replace("[", ".[").split("."):
-        if not piece:
-            continue
-        if piece.startswith("[") and piece.endswith("]"):
-            inner = piece[1:-1]
-            parts.append(int(inner) if inner.isdigit() else inner.strip("'\""))
-        else:
-            parts.append(piece)
-    return parts
-
-
 def structure(data: object, kind: object, location: str) -> object:
-    """Structure ``data`` into ``kind``, or raise a 422 listing every bad field."""
-    if attrs.has(kind) and not isinstance(data, dict):  # type: ignore[arg-type]
-        raise RequestValidationError(
-            [{"loc": [location], "msg": f"expected an object, got {type(data).__name__}"}]
-        )
-    try:
-        return _converter.structure(data, typing.cast(Any, kind))
-    except Exception as error:
-        errors: list[dict[str, object]] = []
-        for line in cattrs.transform_error(error, path="$", format_exception=_format_error):
-            message, _, path = line.rpartition(" @ ")
-            errors.append({"loc": [location, *_split_path(path)], "msg": message})
-        raise RequestValidationError(errors) from None
+    """Structure JSON ``data`` into ``kind``, or raise a 422 listing every bad field."""
+    return _structure(JSON, data, kind, location)
 
 
 # ---- the plan ----
+
+
+@functools.cache
+def _many_valued_fields(kind: Any) -> frozenset[str]:
+    """The fields of a form class that take every value of a repeated name (collections)."""
+    many = set()
+    for field in attrs.fields(kind):
+        converter = text_converter(_unwrap_optional(field.type)[0])
+        if converter is not None and converter.many:
+            many.add(field.name)
+    return frozenset(many)
+
+
+def _compile(binder: Binder) -> Getter | None:
+    source, required = binder.source, binder.default is _MISSING
+    if binder.convert is not None:
+        return text_getter(binder.location, binder.key, binder.convert, binder.default)
+    if source is Source.RAW:
+        return raw_body
+    if source is Source.JSON:
+        return json_body(binder.body_type, binder.default, required=required)
+    if source is Source.FORM:
+        kind = binder.body_type
+        many = _many_valued_fields(kind) if attrs.has(kind) else frozenset()  # type: ignore[arg-type]
+        return form_body(kind, binder.default, required=required, many=many)
+    return None  # path parameters and injected objects: the exchange supplies them
 
 
 @attrs.frozen
@@ -283,10 +163,16 @@ class Binder:
     default: object = _MISSING
     #: Where an error in this value is reported (the first word of the source).
     location: str = attrs.field(init=False)
+    #: For a query, header, cookie or body parameter: its value from a request's data.
+    get: Getter | None = attrs.field(init=False, eq=False, repr=False)
 
     @location.default
     def _location(self) -> str:
-        return self.source.value.split()[0]
+        return "body" if self.source in BODY_SOURCES else self.source.value.split()[0]
+
+    @get.default
+    def _get(self) -> Getter | None:
+        return _compile(self)
 
 
 @attrs.frozen
@@ -298,6 +184,12 @@ class BindingPlan:
     data_binders: tuple[Binder, ...] = attrs.field(init=False)
     # Decided here, not per request: the hot path only reads it.
     needs_body: bool = attrs.field(init=False)
+    reads_query: bool = attrs.field(init=False)
+    reads_cookies: bool = attrs.field(init=False)
+    #: (name, getter, loc) of each data binder: all that extract() runs per request.
+    getters: tuple[tuple[str, Getter, list[str]], ...] = attrs.field(
+        init=False, eq=False, repr=False
+    )
 
     @sources.default
     def _sources(self) -> frozenset[Source]:
@@ -310,6 +202,22 @@ class BindingPlan:
     @needs_body.default
     def _needs_body(self) -> bool:
         return bool(self.sources & BODY_SOURCES)
+
+    @reads_query.default
+    def _reads_query(self) -> bool:
+        return Source.QUERY in self.sources
+
+    @reads_cookies.default
+    def _reads_cookies(self) -> bool:
+        return Source.COOKIE in self.sources
+
+    @getters.default
+    def _getters(self) -> tuple[tuple[str, Getter, list[str]], ...]:
+        return tuple(
+            (binder.name, binder.get, [binder.location, binder.key])
+            for binder in self.data_binders
+            if binder.get is not None
+        )
 
 
 def annotations_of(handler: Callable[..., object]) -> dict[str, object]:
@@ -336,22 +244,15 @@ def _strip_annotated(hint: object) -> tuple[object, tuple[object, ...]]:
 
 def implicit_converters(annotations: Mapping[str, object]) -> dict[str, str]:
     """Converters for ``{x}`` path parameters implied by annotations (``x: int``)."""
-    implied = {int: "int", float: "float", uuid.UUID: "uuid"}
     result = {}
     for name, hint in annotations.items():
         base, _ = _strip_annotated(hint)
-        if isinstance(base, type) and base in implied:
-            result[name] = implied[base]
+        if isinstance(base, type) and base in IMPLIED_PATH_CONVERTER:
+            result[name] = IMPLIED_PATH_CONVERTER[base]
     return result
 
 
-_CONVERTER_TYPES: Mapping[str, type] = {
-    "str": str,
-    "path": str,
-    "int": int,
-    "float": float,
-    "uuid": uuid.UUID,
-}
+_PATH_TYPES = frozenset(converter.type for converter in PATH_CONVERTERS.values())
 
 
 def binder_for(
@@ -376,8 +277,8 @@ def binder_for(
     if marker is None and isinstance(base, type) and base in injectable:
         return Binder(name, injectable[base])
     if marker is None and name in path_params:
-        produced = _CONVERTER_TYPES[path_params[name]]
-        if base in _CONVERTER_TYPES.values() and base is not produced:
+        produced = PATH_CONVERTERS[path_params[name]].type
+        if base in _PATH_TYPES and base is not produced:
             raise RouteDefinitionError(
                 f"{where} is annotated {getattr(base, '__name__', base)} but its path "
                 f"converter {path_params[name]!r} produces {produced.__name__}"
@@ -470,130 +371,3 @@ def make_plan(
     if sum(binder.source in BODY_SOURCES for binder in binders) > 1:
         raise RouteDefinitionError(f"handler {name} has more than one body parameter")
     return BindingPlan(tuple(binders))
-
-
-# ---- per request ----
-
-
-def _media_type(headers: Headers) -> str:
-    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _cookies(headers: Headers) -> dict[str, list[str]]:
-    jar: dict[str, list[str]] = {}
-    for header in headers.getlist("cookie"):
-        parsed: SimpleCookie = SimpleCookie()
-        try:
-            parsed.load(header)
-        except Exception:
-            continue  # a malformed cookie header is ignored, as browsers do
-        for key, morsel in parsed.items():
-            jar.setdefault(key, []).append(morsel.value)
-    return jar
-
-
-def _body_value(binder: Binder, body: bytes, headers: Headers) -> object:
-    if binder.source is Source.RAW:
-        return body
-    media_type = _media_type(headers)
-    if not body and binder.default is not _MISSING:
-        return binder.default
-    if binder.source is Source.JSON:
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise HTTPError(415, f"expected an application/json body, got {media_type or 'none'!r}")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise HTTPError(400, f"malformed JSON body: {error}") from None
-        return structure(data, binder.body_type, "body")
-    if media_type != "application/x-www-form-urlencoded":
-        raise HTTPError(415, f"expected a form body, got {media_type or 'none'!r}")
-    try:
-        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        raise HTTPError(400, "the form body is not UTF-8") from None
-    form = dict(pairs)
-    if not attrs.has(binder.body_type):  # type: ignore[arg-type]
-        return form
-    return _structure_form(form, binder.body_type)
-
-
-def _structure_form(form: dict[str, str], kind: Any) -> object:
-    """Form values are text: convert each field by its type, then build the class."""
-    values: dict[str, object] = {}
-    errors: list[dict[str, object]] = []
-    for field in attrs.fields(kind):
-        key = field.alias or field.name
-        if key not in form:
-            continue
-        inner, _ = _unwrap_optional(field.type)
-        converter = text_converter(inner) if inner is not str else None
-        try:
-            values[key] = converter([form[key]]) if converter else form[key]
-        except ValueError as error:
-            errors.append({"loc": ["body", key], "msg": str(error)})
-    if errors:
-        raise RequestValidationError(errors)
-    for key in form.keys() - {f.alias or f.name for f in attrs.fields(kind)}:
-        errors.append({"loc": ["body", key], "msg": "unexpected field"})
-    if errors:
-        raise RequestValidationError(errors)
-    try:
-        return kind(**values)  # attrs validators run here
-    except (TypeError, ValueError) as error:
-        raise RequestValidationError([{"loc": ["body"], "msg": str(error)}]) from None
-
-
-def extract(
-    plan: BindingPlan,
-    *,
-    query_string: bytes,
-    raw_headers: Iterable[tuple[bytes, bytes]],
-    body: bytes | None,
-) -> dict[str, object]:
-    """The values of the plan's query, header, cookie and body parameters.
-
-    Raises:
-        RequestValidationError: 422, listing every offending field.
-        HTTPError: 400 (malformed JSON) or 415 (wrong body media type).
-    """
-    values: dict[str, object] = {}
-    errors: list[dict[str, object]] = []
-    query: QueryParams | None = None
-    cookies: dict[str, list[str]] | None = None
-    headers: Headers | None = None  # parsed only if a binder reads them
-    for binder in plan.data_binders:
-        if binder.source is Source.QUERY:
-            if query is None:
-                query = QueryParams.from_query_string(query_string)
-            raw = query.getlist(binder.key)
-        else:
-            if headers is None:
-                headers = Headers.from_raw(raw_headers)
-            if binder.source in BODY_SOURCES:
-                try:
-                    values[binder.name] = _body_value(binder, body or b"", headers)
-                except RequestValidationError as error:
-                    errors.extend(error.errors)
-                continue
-            if binder.source is Source.HEADER:
-                raw = headers.getlist(binder.key)
-            else:
-                if cookies is None:
-                    cookies = _cookies(headers)
-                raw = cookies.get(binder.key, [])
-        location = binder.location
-        assert binder.convert is not None
-        if not raw and not binder.convert.many:
-            if binder.default is _MISSING:
-                errors.append({"loc": [location, binder.key], "msg": "field required"})
-            else:
-                values[binder.name] = binder.default
-            continue
-        try:
-            values[binder.name] = binder.convert(raw)
-        except ValueError as error:
-            errors.append({"loc": [location, binder.key], "msg": str(error)})
-    if errors:
-        raise RequestValidationError(errors)
-    return values

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, final
 
-from ._json import json_bytes
+from ._json_encoding import json_bytes
 
 
 @final

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
+import types
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, final
 
-from ._datastructures import Headers, QueryParams
+from ._datastructures import Headers, QueryParams, parse_cookies
+from ._errors import HTTPError
+from ._json import parse_json
 from ._token import callback_guard
 from ._util import NoPublicConstructor
 
@@ -46,12 +49,14 @@ class Request(metaclass=NoPublicConstructor):
     Every attribute refuses to be read from a disconnect callback (``RuntimeError``).
     """
 
-    __slots__ = ("_exchange", "_headers", "_query")
+    __slots__ = ("_cookies", "_exchange", "_headers", "_query")
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, headers: Headers | None = None) -> None:
+        # The exchange may hand over the Headers it built for binding: one per request.
         self._exchange = exchange
-        self._headers: Headers | None = None
+        self._headers = headers
         self._query: QueryParams | None = None
+        self._cookies: Mapping[str, str] | None = None
 
     @property
     def method(self) -> str:
@@ -83,6 +88,18 @@ class Request(metaclass=NoPublicConstructor):
         if self._headers is None:
             self._headers = Headers.from_raw(self._exchange.scope.get("headers", ()))
         return self._headers
+
+    @property
+    def cookies(self) -> Mapping[str, str]:
+        """The request's cookies, read-only; of a name sent twice, the last value.
+
+        A malformed ``Cookie`` header is ignored, as browsers do.
+        """
+        _check_not_in_callback()
+        if self._cookies is None:
+            jar = parse_cookies(self.headers.getlist("cookie"))
+            self._cookies = types.MappingProxyType({k: v[-1] for k, v in jar.items()})
+        return self._cookies
 
     @property
     def path_params(self) -> dict[str, object]:
@@ -159,16 +176,33 @@ class Request(metaclass=NoPublicConstructor):
 
         Cancellation:
             As :meth:`body`.
+
+        Raises:
+            HTTPError: 400: the body is not UTF-8 (raised out of the handler, the
+                client gets the 400).
         """
-        return (await self.body()).decode()
+        body = await self.body()
+        try:
+            return body.decode()
+        except UnicodeDecodeError as error:
+            raise HTTPError(
+                400, f"the body is not UTF-8: byte {body[error.start]:#04x} at {error.start}"
+            ) from None
 
     async def json(self) -> Any:
         """The body parsed as JSON.
 
+        ``NaN``, ``Infinity`` and numbers beyond a float's range are refused: they
+        are not JSON, and a handler that sent them back could not encode them.
+
         Cancellation:
             As :meth:`body`.
+
+        Raises:
+            HTTPError: 400: the body is not JSON, not UTF-8, or nested more than
+                200 levels deep (raised out of the handler, the client gets the 400).
         """
-        return json.loads(await self.body())
+        return parse_json(await self.body(), strict=True)
 
     def cancel_io(self) -> None:
         """Cancel a pending body read or response write (IIS's ``CancelIo``).

@@ -14,7 +14,7 @@ import attrs
 
 from ._errors import HTTPError
 from ._files import FileResponse
-from ._json import json_bytes
+from ._json_encoding import json_bytes
 from ._sse import ServerSentEvent
 
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -11,45 +11,20 @@ declaration order, and the first whose method fits wins.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 import attrs
 
+from ._converters import PATH_CONVERTERS, PathConverter
 from ._errors import RouteDefinitionError
 
 E = TypeVar("E")
 
 
-@attrs.frozen
-class Converter:
-    """How one kind of path parameter is matched and turned into a value."""
-
-    name: str
-    regex: str
-    convert: Callable[[str], object]
-
-
-def _to_uuid(text: str) -> uuid.UUID:
-    return uuid.UUID(text)
-
-
-CONVERTERS: Mapping[str, Converter] = {
-    converter.name: converter
-    for converter in (
-        Converter("str", r"[^/]+", str),
-        Converter("int", r"-?[0-9]+", int),
-        Converter("float", r"-?[0-9]+(?:\.[0-9]+)?", float),
-        Converter(
-            "uuid",
-            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-            _to_uuid,
-        ),
-        Converter("path", r".*", str),
-    )
-}
+#: The path converters, by name (from the scalar registry, with ``path``).
+CONVERTERS: Mapping[str, PathConverter] = PATH_CONVERTERS
 
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
 
@@ -66,7 +41,7 @@ class PathPattern:
 
     path: str
     regex: re.Pattern[str] | None
-    converters: Mapping[str, Converter]
+    converters: Mapping[str, PathConverter]
     # (name, convert) in group order: match() runs per request.
     _conversions: tuple[tuple[str, Callable[[str], object]], ...] = attrs.field(
         init=False, repr=False, eq=False
@@ -138,7 +113,7 @@ def compile_path(path: str, implicit: Mapping[str, str] | None = None) -> PathPa
     if not path.startswith("/"):
         raise RouteDefinitionError(f"route path {path!r} must start with '/'")
     implicit = implicit or {}
-    converters: dict[str, Converter] = {}
+    converters: dict[str, PathConverter] = {}
     pattern = []
     position = 0
     for found in _PARAM.finditer(path):

@@ -301,9 +301,8 @@ class HTTPExchange(Exchange):
 
     def apply(self, effect: int) -> None:
         super().apply(effect)
-        if effect & Effect.CANCEL_IO:
-            if self._io is not None:
-                self._io.cancel(by_app=False)
+        if effect & Effect.CANCEL_IO and self._io is not None:
+            self._io.cancel(by_app=False)
         if effect & Effect.WAKE_READERS and self._receiver is not None:
             self._receiver.wake_readers()
 

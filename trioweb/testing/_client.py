@@ -30,7 +30,7 @@ under ``MockClock(autojump_threshold=0)`` a 60 s handler takes no real time.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
 
@@ -133,15 +133,20 @@ class TestClient:
         path: str,
         *,
         params: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         cookies: Mapping[str, str] | None = None,
         timeout: float | None = _UNSET,
         **body: Any,
     ) -> httpx.Request:
-        """The request as httpx would send it (``body``: ``content``, ``json``, ``data``...)."""
-        merged = {**self.base_headers, **(headers or {})}
+        """The request as httpx would send it (``body``: ``content``, ``json``, ``data``...).
+
+        ``headers`` is a mapping, or a list of pairs to repeat a header, as in httpx.
+        """
+        own = httpx.Headers(headers)  # the request's own values replace the client's
+        merged = [(k, v) for k, v in self.base_headers.items() if k not in own]
+        merged.extend(own.multi_items())
         if cookies:
-            merged["cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+            merged.append(("cookie", "; ".join(f"{k}={v}" for k, v in cookies.items())))
         seconds = self.timeout if timeout is _UNSET else timeout
         return httpx.Request(
             method,
