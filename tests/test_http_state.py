@@ -26,7 +26,7 @@ X = None  # cannot happen: a bug in trioweb
 # change to the table in the module must be made here too.
 COLUMNS = (
     E.RETURNED, E.HEAD, E.CHUNK, E.FINAL, E.DELIVERED, E.UNDELIVERED,
-    E.BODY, E.BODY_END, E.OVERFLOW, E.DISCONNECT, E.ABORT, E.FINISH,
+    E.BODY, E.BODY_END, E.OVERFLOW, E.DISCONNECT, E.ABORT, E.FINISH, E.WHOLE,
 )  # fmt: skip
 ABORTING = F.TRIP_TOKEN | F.CANCEL_SCOPE | F.CANCEL_IO
 OVERFLOWING = F.CANCEL_SCOPE | F.WAKE_READERS
@@ -35,32 +35,32 @@ EXPECTED: dict[Phase, tuple[tuple[Phase, int] | None, ...]] = {
     P.HANDLER: (
         (P.RESPONDING, F.NONE), X, X, X, X, X,
         (P.HANDLER, F.NONE), (P.HANDLER, WAKE), (P.HANDLER, OVERFLOWING),
-        (P.HANDLER, GONE), (P.HANDLER, ABORTING), (P.DONE, F.NONE),
+        (P.HANDLER, GONE), (P.HANDLER, ABORTING), (P.DONE, F.NONE), X,
     ),
     P.RESPONDING: (
         X, (P.HEAD_SENT, F.SEND), X, X, X, X,
         (P.RESPONDING, F.NONE), (P.RESPONDING, WAKE), (P.RESPONDING, WAKE),
-        (P.RESPONDING, GONE), (P.RESPONDING, ABORTING), (P.DONE, F.NONE),
+        (P.RESPONDING, GONE), (P.RESPONDING, ABORTING), (P.DONE, F.NONE), (P.BODY_SENT, F.SEND),
     ),
     P.HEAD_SENT: (
         X, X, (P.HEAD_SENT, F.SEND), (P.FINISHING, F.SEND), X, X,
         (P.HEAD_SENT, F.NONE), (P.HEAD_SENT, WAKE), (P.HEAD_SENT, WAKE),
-        (P.HEAD_SENT, GONE), (P.HEAD_SENT, ABORTING), (P.DONE, F.NONE),
+        (P.HEAD_SENT, GONE), (P.HEAD_SENT, ABORTING), (P.DONE, F.NONE), X,
     ),
     P.FINISHING: (
         X, X, X, X, (P.BODY_SENT, F.NONE), (P.FINISHING, GONE),
         (P.FINISHING, F.NONE), (P.FINISHING, WAKE), (P.FINISHING, WAKE),
-        (P.FINISHING, F.AWAIT_DELIVERY), (P.FINISHING, ABORTING), (P.DONE, F.NONE),
+        (P.FINISHING, F.AWAIT_DELIVERY), (P.FINISHING, ABORTING), (P.DONE, F.NONE), X,
     ),
     P.BODY_SENT: (
         X, X, X, X, X, X,
         (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE),
-        (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.DONE, F.NONE),
+        (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.DONE, F.NONE), X,
     ),
     P.DONE: (
         X, X, X, X, X, X,
         (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE),
-        (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE),
+        (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE), X,
     ),
 }  # fmt: skip
 

@@ -148,7 +148,8 @@ class Receiver:
             effect = self._state.on_disconnect(disconnect_reason(self._scope))
         else:
             effect = self._state.on_receive(message)
-        self._apply(effect)
+        if effect:
+            self._apply(effect)
         return effect
 
     def wake_readers(self) -> None:
@@ -231,8 +232,9 @@ class Receiver:
         self.owner = Owner.READER
         try:
             receive_nowait = receive_nowait_of(self._receive)
+            expected = BodyState.EXPECTED
             if receive_nowait is not None:
-                while self._body_pending():
+                while state.body_state is expected and self.owner is not Owner.ENDED:
                     try:
                         message = receive_nowait()
                     except trio.WouldBlock:

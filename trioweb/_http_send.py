@@ -215,22 +215,29 @@ async def send_whole(
     Cancellation:
         See :func:`guarded_send`; unwatched, nothing interrupts these sends.
     """
-    head = _head(side, status, headers)
+    watched = side.watched
+    if side.state.multiplexed and not watched:
+        side.watch()  # HTTP/2 sends can hang on a gone client: watch them
+        watched = True
+    if side.close_connection and (b"connection", b"close") not in headers:
+        headers = [*headers, (b"connection", b"close")]
+    head = {"type": "http.response.start", "status": status, "headers": headers}
     head_only = incomplete or side.scope["method"] == "HEAD"
     final = {"type": "http.response.body", "body": b"" if head_only else body}
-    state = side.state
-    if side.watched:
+    if watched:
         # Sent even after an outcome (a 413, a 504): only a gone client stops them.
         await guarded_send(side, head)
         if not incomplete:
             await guarded_send(side, final)
         return
     # Unwatched, nothing can interrupt these sends: no scope to pay for.
-    if state.on_send(head) & Effect.SEND:
+    state = side.state
+    if incomplete:
+        if state.on_send_event(Event.HEAD):
+            await side.send(head)
+    elif state.on_send_event(Event.WHOLE):
         await side.send(head)
-    if not incomplete and state.on_send(final) & Effect.SEND:
         await side.send(final)
-        state.handle(Event.DELIVERED)  # unwatched: nobody waits for the delivery
 
 
 async def send_response(side: SendSide, response: Response) -> None:

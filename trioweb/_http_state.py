@@ -76,6 +76,7 @@ class Event(enum.IntEnum):
     DISCONNECT = 9  # http.disconnect
     ABORT = 10  # the app called abort()
     FINISH = 11  # the exchange ends
+    WHOLE = 12  # HEAD, FINAL and DELIVERED at once: a complete response sent unwatched
 
 
 class Effect:
@@ -117,6 +118,9 @@ _OVER = (_P.BODY_SENT, _P.DONE)
 TABLE: Mapping[tuple[Phase, Event], tuple[Phase, int]] = {
     (_P.HANDLER, _E.RETURNED): (_P.RESPONDING, _F.NONE),
     (_P.RESPONDING, _E.HEAD): (_P.HEAD_SENT, _F.SEND),
+    # Unwatched, nothing can see the exchange between the two sends and their
+    # return, so the three steps are one: the fast path of a plain response.
+    (_P.RESPONDING, _E.WHOLE): (_P.BODY_SENT, _F.SEND),
     (_P.HEAD_SENT, _E.CHUNK): (_P.HEAD_SENT, _F.SEND),
     (_P.HEAD_SENT, _E.FINAL): (_P.FINISHING, _F.SEND),
     (_P.FINISHING, _E.DELIVERED): (_P.BODY_SENT, _F.NONE),
@@ -138,6 +142,13 @@ TABLE: Mapping[tuple[Phase, Event], tuple[Phase, int]] = {
     },
     **{(phase, _E.ABORT): (phase, _F.NONE) for phase in _OVER},
     **{(phase, _E.FINISH): (_P.DONE, _F.NONE) for phase in Phase},
+}
+
+
+# The same table, keyed by one int (phase * 16 + event): hashing an IntEnum
+# member, let alone a tuple of two, costs more than the lookup itself.
+_FLAT: Mapping[int, tuple[Phase, int]] = {
+    int(phase) * 16 + int(event): result for (phase, event), result in TABLE.items()
 }
 
 
@@ -174,7 +185,7 @@ class HTTPState:
             HTTPStateError: ``event`` cannot happen in this phase.
         """
         try:
-            self.phase, effect = TABLE[self.phase, event]
+            self.phase, effect = _FLAT[self.phase * 16 + event]
         except KeyError:
             raise HTTPStateError(
                 f"{event.name.lower()} cannot happen in phase {self.phase.name.lower()}"
@@ -263,11 +274,11 @@ class HTTPState:
             HTTPStateError: The message does not fit the phase.
         """
         if message["type"] == "http.response.start":
-            event = Event.HEAD
-        elif message.get("more_body", False):
-            event = Event.CHUNK
-        else:
-            event = Event.FINAL
+            return self.on_send_event(Event.HEAD)
+        return self.on_send_event(Event.CHUNK if message.get("more_body") else Event.FINAL)
+
+    def on_send_event(self, event: Event) -> int:
+        """:meth:`on_send` for a message whose event the caller knows (HEAD, CHUNK, FINAL)."""
         effect = self.handle(event)
         # Nobody is listening: hypercorn would swallow it anyway, or hang on HTTP/2.
         return Effect.NONE if self.peer_gone else effect

@@ -68,7 +68,15 @@ async def arguments(side: PipelineSide) -> dict[str, object]:
     kwargs = endpoint.injected(side)
     plan = endpoint.plan
     if plan.data_binders:
-        kwargs.update(request_data(side, await side.read_body() if plan.needs_body else None))
+        scope = side.scope
+        kwargs.update(
+            extract(
+                plan,
+                query_string=scope.get("query_string", b""),
+                raw_headers=scope.get("headers", ()),
+                body=await side.read_body() if plan.needs_body else None,
+            )
+        )
     return kwargs
 
 
@@ -97,7 +105,8 @@ async def run_pipeline(side: PipelineSide) -> AnyResponse:
     except Exception as error:
         result = await answer_error(side, error)
         status = None
-    return await after_hooks(side, to_response(result, status))
+    response = to_response(result, status)
+    return await after_hooks(side, response) if hooks.after_request else response
 
 
 async def answer_error(side: PipelineSide, error: Exception) -> object:

@@ -233,7 +233,10 @@ class HTTPExchange(Exchange):
             state.handle(Event.RETURNED)
         if state.stopped:
             return  # aborted, or the client is gone (cancel_on_disconnect=False): discard
-        await self._send_any(response)
+        if isinstance(response, Response):  # the common case, first
+            await send_response(self, response)
+        else:
+            await self._send_any(response)
 
     async def _answer_outcome(self) -> None:
         """After an abort, a 413 or a timeout: what the client gets, if anything."""
