@@ -663,3 +663,16 @@ async def test_abort_sets_the_token_with_its_reason() -> None:
     async with TestClient(app) as client, client.stream("GET", "/abort") as call:
         await call.wait_app_done()
     assert seen == [DisconnectReason.ABORTED]
+
+
+async def test_a_lone_surrogate_echoed_as_text_is_not_a_500() -> None:
+    app = App()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> str:
+        return str((await request.json())["s"])
+
+    async with TestClient(app) as client:
+        response = await client.post("/echo", content=b'{"s": "a\\ud800b"}')
+    assert response.status_code == 200
+    assert response.content == b"a\\ud800b"

@@ -287,6 +287,13 @@ def status_response(
 _CANNOT_HAVE_BODY = frozenset({204, 304})
 
 
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON input can carry one): escape it
+        return text.encode("utf-8", "backslashreplace")
+
+
 def to_response(
     value: Any, status: int | None = None
 ) -> Response | StreamingResponse | FileResponse:
@@ -314,7 +321,7 @@ def to_response(
             f"{status}, which has no body; return None"
         )
     if isinstance(value, str):
-        return Response(value.encode(), status or 200, None, _TEXT)
+        return Response(_utf8(value), status or 200, None, _TEXT)
     if isinstance(value, (dict, list)) or attrs.has(type(value)):
         return Response(json_bytes(value), status or 200, None, _JSON)
     if value is None:
