@@ -171,24 +171,26 @@ def incomplete_head() -> Lowered:
     return Lowered(500, [(b"content-length", b"1"), (b"connection", b"close")])
 
 
-async def guarded_send(side: SendSide, message: dict[str, Any]) -> bool:
-    """Send ``message`` in the exchange's pending-I/O scope; False once it has stopped.
+async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
+    """Send ``messages`` in the exchange's pending-I/O scope; False once it has stopped.
+
+    One scope for all of them: entering one costs more than a send.
 
     Cancellation:
         Interrupted by a disconnect (silently: there is nobody to send to)
         and by ``cancel_io()`` (raises :class:`~trioweb.IOCancelledError`).
     """
     state = side.state
-    if state.on_send(message) & Effect.SEND:
-        with trio.CancelScope() as scope:
-            side.io.scope = scope
-            await side.send(message)
-        if not scope.cancelled_caught:
-            side.io.sent(state)
-        await side.io.finish("response write")
-    else:
-        await trio.lowlevel.checkpoint()
-    return not side.state.stopped
+    io = side.io
+    with trio.CancelScope() as scope:
+        io.scope = scope
+        for message in messages:
+            if state.on_send(message) & Effect.SEND:
+                await side.send(message)
+    if not scope.cancelled_caught:
+        io.sent(state)
+    await io.finish("response write")
+    return not state.stopped
 
 
 def _head(side: SendSide, status: int, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -226,9 +228,7 @@ async def send_whole(
     final = {"type": "http.response.body", "body": b"" if head_only else body}
     if watched:
         # Sent even after an outcome (a 413, a 504): only a gone client stops them.
-        await guarded_send(side, head)
-        if not incomplete:
-            await guarded_send(side, final)
+        await (guarded_send(side, head) if incomplete else guarded_send(side, head, final))
         return
     # Unwatched, nothing can interrupt these sends: no scope to pay for.
     state = side.state
