@@ -193,9 +193,18 @@ async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
     return not state.stopped
 
 
+def _watched(side: SendSide) -> bool:
+    """Whether the exchange is watched, after watching it if its sends can hang."""
+    if side.watched:
+        return True
+    if side.state.multiplexed:
+        side.watch()  # HTTP/2 sends can hang on a gone client: watch them first
+        return True
+    return False
+
+
 def _head(side: SendSide, status: int, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    if side.state.multiplexed and not side.watched:
-        side.watch()  # HTTP/2 sends can hang on a gone client: watch them
+    _watched(side)
     if side.close_connection and (b"connection", b"close") not in headers:
         headers = [*headers, (b"connection", b"close")]
     return {"type": "http.response.start", "status": status, "headers": headers}
@@ -217,10 +226,7 @@ async def send_whole(
     Cancellation:
         See :func:`guarded_send`; unwatched, nothing interrupts these sends.
     """
-    watched = side.watched
-    if side.state.multiplexed and not watched:
-        side.watch()  # HTTP/2 sends can hang on a gone client: watch them
-        watched = True
+    watched = _watched(side)
     if side.close_connection and (b"connection", b"close") not in headers:
         headers = [*headers, (b"connection", b"close")]
     head = {"type": "http.response.start", "status": status, "headers": headers}
