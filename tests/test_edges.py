@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
@@ -55,6 +55,33 @@ async def settle() -> None:
     for _ in range(3):
         await trio.testing.wait_all_tasks_blocked()
         gc.collect()
+
+
+def bare_scope(path: str, **extra: object) -> dict[str, object]:
+    scope: dict[str, object] = {"type": "http", "method": "GET", "path": path, "headers": []}
+    return {**scope, "query_string": b"", **extra}
+
+
+async def disconnect_when(
+    app: App,
+    scope: dict[str, object],
+    send: Callable[[dict[str, object]], Awaitable[None]],
+    ready: trio.Event,
+    then: Callable[[], None] = lambda: None,
+) -> None:
+    """A bare ASGI harness: serve ``scope``; once ``ready`` is set, say ``http.disconnect``.
+
+    ``then`` runs once the app has seen the disconnect (all its tasks blocked).
+    """
+    to_app, app_receives = trio.open_memory_channel[dict[str, object]](10)
+    await to_app.send({"type": "http.request", "body": b"", "more_body": False})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app, scope, app_receives.receive, send)
+        with trio.fail_after(WAIT):
+            await ready.wait()
+        await to_app.send({"type": "http.disconnect"})
+        await trio.testing.wait_all_tasks_blocked()
+        then()
 
 
 @pytest.fixture
@@ -562,7 +589,6 @@ async def test_nothing_is_sent_after_the_client_left(kind: str) -> None:
     async def events() -> EventStream:
         return EventStream(chunks())
 
-    to_app, app_receives = trio.open_memory_channel[dict[str, object]](10)
     after: list[dict[str, object]] = []
     gone = False
 
@@ -571,22 +597,12 @@ async def test_nothing_is_sent_after_the_client_left(kind: str) -> None:
         if gone:
             after.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": f"/{kind}",
-        "headers": [],
-        "query_string": b"",
-    }
-    await to_app.send({"type": "http.request", "body": b"", "more_body": False})
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(app, scope, app_receives.receive, send)
-        with trio.fail_after(WAIT):
-            await paused.wait()
-        await to_app.send({"type": "http.disconnect"})
-        await trio.testing.wait_all_tasks_blocked()  # the watcher has seen it
+    def client_gone() -> None:  # the watcher has seen the disconnect: from now on
+        nonlocal gone
         gone = True
         resume.set()
+
+    await disconnect_when(app, bare_scope(f"/{kind}"), send, paused, then=client_gone)
     assert after == []
 
 
@@ -625,25 +641,11 @@ async def test_the_token_and_the_log_line_say_why(
         await trio.sleep_forever()
 
     extensions = {} if reason is None else {"trioweb.connection": FakeConnection(reason)}
-    scope: dict[str, object] = {
-        "type": "http",
-        "method": "GET",
-        "path": "/wait",
-        "headers": [],
-        "query_string": b"",
-        "extensions": extensions,
-    }
-    to_app, app_receives = trio.open_memory_channel[dict[str, object]](10)
 
     async def send(message: dict[str, object]) -> None:
         raise AssertionError(f"nothing is sent: {message}")
 
-    await to_app.send({"type": "http.request", "body": b"", "more_body": False})
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(app, scope, app_receives.receive, send)
-        with trio.fail_after(WAIT):
-            await entered.wait()
-        await to_app.send({"type": "http.disconnect"})
+    await disconnect_when(app, bare_scope("/wait", extensions=extensions), send, entered)
     expected = reason or DisconnectReason.CLIENT_DISCONNECTED
     assert reasons == [expected]
     assert f"GET /wait cancelled: {expected.value} after" in caplog.text
