@@ -45,11 +45,6 @@ logger = logging.getLogger("trioweb")
 #: before it counts as stuck on a gone client (see ``_http_state.FINISHING``);
 #: a send that completes comes back within microseconds.
 DELIVERY_GRACE = 1.0
-#: Seconds a watcher goes on draining after its exchange ended abnormally
-#: (timed out, aborted, failed, 413). Hypercorn's own ``http.disconnect`` can
-#: be lost then: it queues it from inside a send of the app's, and a send that
-#: comes back in an already-cancelled request scope cancels that put too.
-WATCHER_LINGER = 5.0
 
 
 class Owner(enum.Enum):
@@ -121,7 +116,6 @@ class Receiver:
         "_receive",
         "_scope",
         "_state",
-        "_watch_scope",
         "owner",
     )
 
@@ -139,7 +133,6 @@ class Receiver:
         self._apply = apply
         self._io = io
         self._body_event: trio.Event | None = None
-        self._watch_scope: trio.CancelScope | None = None
         self.owner = Owner.NOBODY
 
     def _take(self, message: dict[str, Any]) -> int:
@@ -166,25 +159,18 @@ class Receiver:
         elif self.owner is Owner.READER:
             self.owner = Owner.READER_THEN_WATCHER
 
-    def release(self, *, abnormal: bool) -> None:
-        """The exchange ended: a watcher still draining may linger only so long."""
-        if abnormal and self.owner is Owner.WATCHER and self._watch_scope is not None:
-            self._watch_scope.deadline = trio.current_time() + WATCHER_LINGER
-
     async def _watch(self) -> None:
-        # A system task: it ends with the http.disconnect that every server
-        # sends, so it never holds a request up. Its scope is only ever given a
-        # deadline once the exchange is over (see release()): cancelled any
-        # earlier, it could miss the very message it waits for.
+        # A system task with no cancel scope: it ends with the http.disconnect
+        # that every server sends, so it never holds a request up, and a
+        # cancelled receive() could miss the very message it waits for.
         try:
-            with trio.CancelScope() as self._watch_scope:
-                while self.owner is not Owner.ENDED:
-                    effect = self._take(await self._receive())
-                if effect & Effect.AWAIT_DELIVERY and not await self._io.wait_delivered(
-                    self._state, DELIVERY_GRACE
-                ):
-                    # Stuck on a gone client.
-                    self._apply(self._state.on_undelivered(disconnect_reason(self._scope)))
+            while self.owner is not Owner.ENDED:
+                effect = self._take(await self._receive())
+            if effect & Effect.AWAIT_DELIVERY and not await self._io.wait_delivered(
+                self._state, DELIVERY_GRACE
+            ):
+                # Stuck on a gone client.
+                self._apply(self._state.on_undelivered(disconnect_reason(self._scope)))
         except Exception:
             # Never raise: in a system task an error would end the whole run.
             logger.exception("trioweb's disconnect watcher failed")

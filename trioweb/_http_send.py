@@ -182,7 +182,12 @@ async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
     """
     state = side.state
     io = side.io
-    with trio.CancelScope() as scope:
+    # Shielded: only this scope's own cancel (a disconnect, cancel_io()) stops a
+    # send, never the request scope's. Hypercorn runs its own bookkeeping inside
+    # our send when the socket fails (it queues http.disconnect from there); in
+    # an already-cancelled scope that put would be cancelled and the watcher
+    # would wait forever for it.
+    with trio.CancelScope(shield=True) as scope:
         io.scope = scope
         for message in messages:
             if state.on_send(message) & Effect.SEND:

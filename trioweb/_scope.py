@@ -168,8 +168,6 @@ class HTTPExchange(Exchange):
                 handler_cancelled = True
                 self.apply(state.on_shutdown())
             state.handle(Event.FINISH)
-            if self._receiver is not None:
-                self._receiver.release(abnormal=state.outcome is not None)
             self.finish(state.outcome, handler_cancelled)
 
     async def _in_scope(self, ready: AnyResponse | None) -> bool:
