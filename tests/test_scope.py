@@ -508,3 +508,75 @@ async def test_a_cancelled_request_leaves_no_reference_cycle_behind(method: str,
     ]
     gc.garbage.clear()
     assert left == []
+
+
+class _HypercornLike:
+    """receive/send as hypercorn's behave for one request: the body, then the normal-end disconnect."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body: bytes | None = body
+        self.done = trio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        if self.body is not None:
+            body, self.body = self.body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await trio.lowlevel.checkpoint()
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            self.done.set()
+
+
+def _completing_app() -> App:
+    app = App()
+
+    @app.get("/plain")
+    async def plain() -> str:
+        return "plain"
+
+    @app.get("/waits")
+    async def waits() -> str:
+        await trio.lowlevel.checkpoint()
+        return "waited"
+
+    @app.post("/body")
+    async def body(request: Request) -> bytes:
+        return await request.body()
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"one"
+            await trio.lowlevel.checkpoint()
+            yield b"two"
+
+        return StreamingResponse(chunks())
+
+    return app
+
+
+@pytest.mark.usefixtures("no_gc")
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/plain"), ("GET", "/waits"), ("POST", "/body"), ("GET", "/stream")],
+)
+async def test_a_completed_request_leaves_no_reference_cycle_behind(method: str, path: str) -> None:
+    # The same for the common case: a cycle per request (say, an exchange and
+    # a helper that calls back into it) is a full collection's share each.
+    app = _completing_app()
+    for _ in range(20):
+        server = _HypercornLike(b"some body" if method == "POST" else b"")
+        scope = {"type": "http", "method": method, "path": path, "headers": []}
+        scope["query_string"] = b""
+        await app(scope, server.receive, server.send)
+    await trio.testing.wait_all_tasks_blocked()  # the watchers have ended
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.collect()
+    left = sorted(
+        {type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("trioweb")}
+    )
+    gc.garbage.clear()
+    assert left == []

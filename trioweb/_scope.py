@@ -168,6 +168,11 @@ class HTTPExchange(Exchange):
                 handler_cancelled = True
                 self.apply(state.on_shutdown())
             state.handle(Event.FINISH)
+            # The receiver calls back into this exchange: let go of it, or the
+            # pair is a reference cycle only the cyclic GC frees (a watcher
+            # still draining keeps it alive until it ends).
+            self._receiver = None
+            self._request = None  # likewise: a Request points back at its exchange
             self.finish(state.outcome, handler_cancelled)
 
     async def _in_scope(self, ready: AnyResponse | None) -> bool:
