@@ -511,7 +511,7 @@ async def test_a_cancelled_request_leaves_no_reference_cycle_behind(method: str,
 
 
 class _HypercornLike:
-    """receive/send as hypercorn's behave for one request: the body, then the normal-end disconnect."""
+    """receive/send as hypercorn's behave: the body, then the normal-end disconnect."""
 
     def __init__(self, body: bytes) -> None:
         self.body: bytes | None = body
@@ -569,8 +569,8 @@ async def test_a_completed_request_leaves_no_reference_cycle_behind(method: str,
     app = _completing_app()
     for _ in range(20):
         server = _HypercornLike(b"some body" if method == "POST" else b"")
-        scope = {"type": "http", "method": method, "path": path, "headers": []}
-        scope["query_string"] = b""
+        scope: dict[str, Any] = {"type": "http", "method": method, "path": path}
+        scope.update(headers=[], query_string=b"")
         await app(scope, server.receive, server.send)
     await trio.testing.wait_all_tasks_blocked()  # the watchers have ended
     gc.set_debug(gc.DEBUG_SAVEALL)
