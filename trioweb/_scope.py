@@ -52,6 +52,7 @@ from ._outcome import DisconnectReason, Outcome
 from ._pipeline import AnyResponse, answer_status, request_data, run_pipeline
 from ._request import Request
 from ._response import Response, error_response, to_response
+from ._solve import Teardowns
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -100,7 +101,7 @@ def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any,
 class HTTPExchange(Exchange):
     """The scope of one HTTP request. Built by :class:`~trioweb.App` per request."""
 
-    __slots__ = ("_io", "_receiver", "_request", "close_connection", "state")
+    __slots__ = ("_io", "_receiver", "_request", "close_connection", "state", "teardowns")
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class HTTPExchange(Exchange):
         self.close_connection = False
         self._receiver: Receiver | None = None
         self._request: Request | None = None
+        self.teardowns: Teardowns | None = None  # a stream's: run after its last byte
 
     # ---- the request's life ----
 
@@ -223,7 +225,7 @@ class HTTPExchange(Exchange):
         if response is None:
             endpoint = self.endpoint
             try:
-                if endpoint.plan.data_binders or self.hooks.hooked:
+                if endpoint.plan.data_binders or self.hooks.hooked or endpoint.dependencies:
                     response = await watched(self, run_pipeline(self))
                 else:  # nothing to await before the handler: no pipeline frame to keep
                     result = await watched(self, endpoint.handler(**endpoint.injected(self)))
@@ -231,9 +233,18 @@ class HTTPExchange(Exchange):
             except HTTPError as error:
                 response = error_response(error)
             state.handle(Event.RETURNED)
-        if state.stopped:
-            return  # aborted, or the client is gone (cancel_on_disconnect=False): discard
-        await self._send_any(response)
+        teardowns, self.teardowns = self.teardowns, None
+        if teardowns is None:
+            if not state.stopped:  # else aborted, or the client is gone: discard
+                await self._send_any(response)
+            return
+        try:  # a stream or file may use its dependencies: they end after its last byte
+            if not state.stopped:
+                await self._send_any(response)
+        except BaseException as error:
+            await teardowns.unwind(error)
+            raise
+        await teardowns.unwind(None)
 
     async def _answer_outcome(self) -> None:
         """After an abort, a 413 or a timeout: what the client gets, if anything."""
