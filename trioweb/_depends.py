@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
@@ -51,8 +50,6 @@ from ._endpoint import getter_of
 from ._errors import BlockingCallbackError, RouteDefinitionError
 from ._state import State
 from ._util import describe_callable
-
-logger = logging.getLogger("trioweb")
 
 #: Fetches one injected argument (Request, App, ...) from the exchange.
 Getter = Callable[[Any], object]
@@ -129,6 +126,11 @@ class Graph:
         return graph
 
 
+def _short(function: Callable[..., Any]) -> str:
+    """How a chain spells a function: its bare name (``create → transaction``)."""
+    return getattr(function, "__name__", None) or describe_callable(function)
+
+
 def resolve(
     root: str,
     root_plan: BindingPlan,
@@ -175,17 +177,17 @@ def resolve(
 
     def visit(marker: Depends, chain: list[str]) -> int:
         call = replace.get(marker.dependency, marker.dependency)
-        name = describe_callable(marker.dependency)
+        name = _short(marker.dependency)
         here = " → ".join([*chain, name])
         if marker.dependency in [c for c, _ in active]:
             raise RouteDefinitionError(f"dependency cycle: {here}")
         if marker.cache and call in cached:
             return cached[call]
+        kind = _kind(call, here)
         try:
             plan = planner(call)
         except RouteDefinitionError as error:
             raise RouteDefinitionError(f"{here}: {error}") from None
-        kind = _kind(call, here)
         active.append((marker.dependency, name))
         needs = tuple(
             (b.name, visit(b.body_type, [*chain, name]))  # type: ignore[arg-type]
@@ -198,7 +200,7 @@ def resolve(
         nodes.append(
             Node(
                 call,
-                name,
+                describe_callable(call),
                 kind,
                 getters,
                 collect(plan, f"{index}:", here),
@@ -272,7 +274,7 @@ def route_graph(
         )
 
     return resolve(
-        describe_callable(handler),
+        _short(handler),
         plan,
         planner=planner,
         getter=getter_of,

@@ -65,6 +65,8 @@ class Teardowns:
                     node.name,
                     node.teardown_timeout,
                 )
+                if error is None and failure is None:  # never success for work cut off
+                    failure = trio.TooSlowError(f"teardown of dependency {node.name} timed out")
         if failure is not None:
             raise failure
 
