@@ -13,6 +13,7 @@ import attrs
 import httpx
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from trioweb import (
@@ -626,3 +627,38 @@ async def test_over_the_wire_commit_and_rollback_on_a_real_disconnect(
         await WIRE_LOG.wait_for("handler bo tea")
     await WIRE_LOG.wait_for("disconnect")  # the socket is closed: teardown completes, shielded
     assert WIRE_LOG == ["connect", "handler bo tea", "rollback (Cancelled)", "disconnect"]
+
+
+async def test_dependencies_that_cannot_suspend_need_no_scope_and_still_tear_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+    log: list[str] = []
+
+    async def quick(fail: bool = False) -> AsyncIterator[str]:  # no await: cannot suspend
+        log.append("setup")
+        yield "quick"
+        log.append("teardown")
+        if fail:
+            raise RuntimeError("quick teardown failed")
+
+    @app.get("/")
+    async def handler(value: Annotated[str, Depends(quick)]) -> str:
+        return value
+
+    route = app._routes._by_name["handler"]  # a look inside: decided at declaration
+    assert not route.endpoint.needs_scope  # the fast path: no request scope
+
+    async def slow() -> AsyncIterator[str]:  # a stand-in that suspends needs the scope
+        await trio.lowlevel.checkpoint()
+        yield "slow"
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).text == "quick"
+        assert (await client.get("/?fail=true")).status_code == 500
+        app.dependency_overrides[quick] = slow
+        assert (await client.get("/")).text == "slow"
+    assert log == ["setup", "teardown", "setup", "teardown"]
+    [record] = warnings_and_errors(caplog)
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "quick teardown failed"

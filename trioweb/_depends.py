@@ -46,7 +46,7 @@ import attrs
 
 from ._binding import BODY_SOURCES, BindingPlan, Depends, Source, make_plan
 from ._blocking import check_callback
-from ._endpoint import getter_of
+from ._endpoint import getter_of, never_awaits, never_suspends
 from ._errors import BlockingCallbackError, RouteDefinitionError
 from ._state import State
 from ._util import describe_callable
@@ -95,6 +95,8 @@ class Node:
     #: (parameter, index of the node) of the dependencies it takes.
     needs: tuple[tuple[str, int], ...]
     teardown_timeout: float
+    #: Whether its setup or teardown may yield to Trio (else neither needs a scope).
+    suspends: bool = True
 
 
 @final
@@ -113,9 +115,16 @@ class Graph:
     rebuild: Callable[[Mapping[Callable[..., Any], Callable[..., Any]]], Graph] = attrs.field(
         eq=False, repr=False
     )
+    #: Whether any node may yield to Trio: if none does, and neither does the
+    #: handler, the request needs no scope (see ``Endpoint.needs_scope``).
+    suspends: bool = attrs.field(init=False)
     _overridden: dict[tuple[Any, ...], Graph] = attrs.field(
         factory=dict, eq=False, repr=False, init=False
     )
+
+    @suspends.default
+    def _suspends(self) -> bool:
+        return any(node.suspends for node in self.nodes)
 
     def with_overrides(self, overrides: Mapping[Callable[..., Any], Callable[..., Any]]) -> Graph:
         """This graph with ``overrides`` applied (resolved once per set of overrides)."""
@@ -124,6 +133,16 @@ class Graph:
         if graph is None:
             graph = self._overridden[key] = self.rebuild(overrides)
         return graph
+
+
+def _suspends(call: Callable[..., Any], kind: Kind) -> bool:
+    if kind is Kind.SYNC:
+        return False
+    if kind is Kind.COROUTINE:
+        return not never_suspends(call)
+    if kind is Kind.GENERATOR:
+        return not never_awaits(call)
+    return True  # a context manager's __aenter__/__aexit__: unknown
 
 
 def _short(function: Callable[..., Any]) -> str:
@@ -206,6 +225,7 @@ def resolve(
                 collect(plan, f"{index}:", here),
                 needs,
                 marker.teardown_timeout or teardown_timeout,
+                _suspends(call, kind),
             )
         )
         if marker.cache:

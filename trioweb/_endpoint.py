@@ -44,6 +44,20 @@ _SUSPENDING_OPS = frozenset(
 )
 
 
+def never_awaits(generator: Callable[..., Any]) -> bool:
+    """Whether ``generator`` is an async generator function whose code has no ``await``,
+    ``async for`` or ``async with``: it suspends to its caller at its ``yield`` only,
+    never to Trio, so nothing can cancel its setup or its teardown."""
+    function = generator.__func__ if isinstance(generator, types.MethodType) else generator
+    if not isinstance(function, types.FunctionType):
+        return False
+    code = function.__code__
+    if not code.co_flags & inspect.CO_ASYNC_GENERATOR:
+        return False
+    awaiting = _SUSPENDING_OPS - {"YIELD_VALUE"}  # a yield hands the value back: no trap
+    return not any(op.opname in awaiting for op in dis.get_instructions(code))
+
+
 def never_suspends(handler: Callable[..., Any]) -> bool:
     """Whether ``handler`` is a coroutine function whose own code cannot suspend.
 
@@ -118,7 +132,7 @@ class Endpoint:
     @needs_scope.default
     def _needs_scope(self) -> bool:
         return (
-            self.dependencies is not None
+            (self.dependencies is not None and self.dependencies.suspends)
             or self.needs_nursery
             or self.plan.needs_body
             or self.timeout is not None

@@ -49,7 +49,13 @@ from ._http_send import incomplete_head, lower, lower_file, send_lowered, send_r
 from ._http_state import Effect, Event, HTTPState, Phase
 from ._hypercorn import watch_from_start
 from ._outcome import DisconnectReason, Outcome
-from ._pipeline import AnyResponse, answer_status, request_data, run_pipeline
+from ._pipeline import (
+    AnyResponse,
+    answer_status,
+    call_with_dependencies,
+    request_data,
+    run_pipeline,
+)
 from ._request import Request
 from ._response import Response, error_response, to_response
 from ._solve import Teardowns
@@ -98,6 +104,14 @@ def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any,
                 del value
 
 
+def overridden(exchange: Exchange) -> bool:
+    """Whether ``app.dependency_overrides`` may replace the route's dependencies
+    (stand-ins may suspend where the real ones cannot: they need a scope)."""
+    return exchange.endpoint.dependencies is not None and bool(
+        getattr(exchange.app, "dependency_overrides", None)
+    )
+
+
 class HTTPExchange(Exchange):
     """The scope of one HTTP request. Built by :class:`~trioweb.App` per request."""
 
@@ -140,7 +154,7 @@ class HTTPExchange(Exchange):
         ended = False
         try:
             try:
-                if not endpoint.needs_scope and not self.hooks.hooked:
+                if not endpoint.needs_scope and not self.hooks.hooked and not overridden(self):
                     # The handler cannot suspend, so nothing can cancel it: it
                     # runs outside any scope, which would cost more than the
                     # rest of the request. Only a stream or a file still needs one.
@@ -201,7 +215,9 @@ class HTTPExchange(Exchange):
         handler = self.endpoint.handler
         try:
             endpoint = self.endpoint
-            if endpoint.getters or endpoint.plan.data_binders:
+            if endpoint.dependencies is not None:  # none of which can suspend either
+                coro = call_with_dependencies(self)
+            elif endpoint.getters or endpoint.plan.data_binders:
                 kwargs = endpoint.injected(self)
                 if endpoint.plan.data_binders:  # never a body: that needs a scope
                     kwargs.update(request_data(self, None))
@@ -234,17 +250,10 @@ class HTTPExchange(Exchange):
                 response = error_response(error)
             state.handle(Event.RETURNED)
         teardowns, self.teardowns = self.teardowns, None
-        if teardowns is None:
-            if not state.stopped:  # else aborted, or the client is gone: discard
-                await self._send_any(response)
-            return
-        try:  # a stream or file may use its dependencies: they end after its last byte
-            if not state.stopped:
-                await self._send_any(response)
-        except BaseException as error:
-            await teardowns.unwind(error)
-            raise
-        await teardowns.unwind(None)
+        if teardowns is not None:  # a stream or file may use them: they end after its last byte
+            await teardowns.after(None if state.stopped else self._send_any(response))
+        elif not state.stopped:  # else aborted, or the client is gone: discard
+            await self._send_any(response)
 
     async def _answer_outcome(self) -> None:
         """After an abort, a 413 or a timeout: what the client gets, if anything."""

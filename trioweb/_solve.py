@@ -7,6 +7,7 @@ route is declared; this module only computes values and runs teardowns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any, final
 
 import trio
@@ -29,6 +30,20 @@ class Teardowns:
     def push(self, node: Node, handle: Any) -> None:
         self._exits.append((node, handle))
 
+    async def after(self, sending: Awaitable[None] | None) -> None:
+        """Await ``sending`` (a stream or file, to its last byte), then unwind.
+
+        Cancellation:
+            A cancellation while sending is thrown into the teardowns (shielded).
+        """
+        try:
+            if sending is not None:
+                await sending
+        except BaseException as error:
+            await self.unwind(error)
+            raise
+        await self.unwind(None)
+
     async def unwind(self, error: BaseException | None) -> None:
         """Run every teardown, last set up first, each shielded with its deadline.
 
@@ -44,6 +59,12 @@ class Teardowns:
         failure: Exception | None = None
         while self._exits:
             node, handle = self._exits.pop()
+            if not node.suspends:  # it cannot yield to Trio, so nothing can cancel it
+                try:
+                    await _exit(node, handle, error)
+                except Exception as raised:
+                    failure = _failed(node, raised, error, failure)
+                continue
             with trio.CancelScope(
                 shield=True, deadline=trio.current_time() + node.teardown_timeout
             ) as scope:
@@ -52,13 +73,7 @@ class Teardowns:
                 except BaseException as raised:
                     if isinstance(raised, trio.Cancelled) and scope.cancel_called:
                         raise  # our deadline: the scope absorbs it
-                    if raised is not error:
-                        if error is None and failure is None and isinstance(raised, Exception):
-                            failure = raised
-                        else:
-                            logger.error(
-                                "teardown of dependency %s failed", node.name, exc_info=raised
-                            )
+                    failure = _failed(node, raised, error, failure)
             if scope.cancelled_caught:
                 logger.warning(
                     "teardown of dependency %s was cut off by its %.3gs teardown_timeout",
@@ -69,6 +84,22 @@ class Teardowns:
                     failure = trio.TooSlowError(f"teardown of dependency {node.name} timed out")
         if failure is not None:
             raise failure
+
+
+def _failed(
+    node: Node, raised: BaseException, error: BaseException | None, failure: Exception | None
+) -> Exception | None:
+    """The request's failure once ``node``'s teardown raised ``raised``.
+
+    After a success, the first teardown failure is the request's (a 500);
+    during an exception or a cancellation, it is logged and does not mask it.
+    """
+    if raised is error:
+        return failure  # the generator let the request's own exception through
+    if error is None and failure is None and isinstance(raised, Exception):
+        return raised
+    logger.error("teardown of dependency %s failed", node.name, exc_info=raised)
+    return failure
 
 
 async def _exit(node: Node, handle: Any, error: BaseException | None) -> None:
