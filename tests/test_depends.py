@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations``: the dependencies are local functions,
 # which string annotations could not name when the route is declared.
+import functools
 import logging
 import socket
 import time
@@ -27,6 +28,8 @@ from trioweb import (
     Server,
     State,
     StreamingResponse,
+    WebSocket,
+    serve,
 )
 from trioweb.testing import TestClient
 
@@ -662,3 +665,49 @@ async def test_dependencies_that_cannot_suspend_need_no_scope_and_still_tear_dow
     [record] = warnings_and_errors(caplog)
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "quick teardown failed"
+
+
+async def test_shutdown_mid_handler_rolls_back_once_shielded() -> None:
+    log = EventLog()
+    app = orders_app(log)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server: Server = await nursery.start(
+                functools.partial(serve, app, "127.0.0.1", 0, graceful_timeout=0.2)
+            )
+            host, port = server.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port))) as sock:
+                body = b'{"item": "tea"}'
+                sock.sendall(
+                    b"POST /orders?sleep=60 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer cy\r\n"
+                    b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+                await log.wait_for("handler cy tea")
+                server.shutdown()  # the graceful period ends long before the handler
+                await log.wait_for("disconnect")
+    # Cancelled by the shutdown: rolled back (1 s, shielded), then disconnected, once each.
+    assert log[:4] == ["connect", "handler cy tea", "rollback (Cancelled)", "disconnect"]
+    assert len(log) == 4
+
+
+def test_websocket_routes_refuse_dependencies_for_now() -> None:
+    app = App()
+
+    async def thing() -> int:
+        return 1
+
+    async def chat(ws: WebSocket, n: Annotated[int, Depends(thing)]) -> None:
+        pass
+
+    with pytest.raises(RouteDefinitionError, match="dependency is not available here"):
+        app.websocket("/ws")(chat)
+
+
+def test_depends_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        Depends(3)  # type: ignore[arg-type]  # the mistake under test
+    with pytest.raises(ValueError, match="teardown_timeout"):
+        Depends(lambda: 0, teardown_timeout=0)
+    with pytest.raises(ValueError, match="teardown_timeout"):
+        App(teardown_timeout=-1)
