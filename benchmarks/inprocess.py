@@ -23,10 +23,10 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qsl
 
 import attrs
@@ -46,9 +46,14 @@ class Order:
 
 BODY = b'{"item": "ticket", "quantity": 3, "note": "lucky"}'
 TARGET_ROUTES = ("plain text", "JSON + int param")
+#: The "JSON + int param" route with one async-generator dependency and one plain
+#: one (FastAPI's ``Depends`` with ``yield``); peers without dependencies serve
+#: it with their plain item handler.
+DEPENDS_ROUTE = "JSON + int param + 2 dependencies"
 ROUTES = {
     "plain text": "GET /plain",
     "JSON + int param": "GET /items/42",
+    DEPENDS_ROUTE: "GET /deps/42",
     "binding: path + 2 query + attrs body": "POST /orders/7?limit=20&page=2",
 }
 
@@ -71,7 +76,7 @@ def bare_app() -> ASGI:
             }
             body, kind = json.dumps(result).encode(), b"application/json"
         else:
-            body, kind = b'{"id":%d}' % int(path[7:]), b"application/json"
+            body, kind = b'{"id":%d}' % int(path.rpartition("/")[2]), b"application/json"
         headers = [(b"content-type", kind), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -97,6 +102,33 @@ def trioweb_app(package: ModuleType | None = None) -> ASGI:
     async def order(shop: int, order: Order, limit: int, page: int = 1) -> dict[str, int]:
         return {"shop": shop, "quantity": order.quantity, "limit": limit, "page": page}
 
+    depends = getattr(package or sys.modules["trioweb"], "Depends", None)
+    if depends is None:  # a baseline from before dependencies: the same route without
+        app.get("/deps/{item_id:int}")(item)
+        return app
+
+    async def connection() -> AsyncIterator[int]:
+        try:
+            yield 0
+        finally:
+            pass  # a teardown, as a connection's release would be
+
+    async def user(conn: Annotated[int, depends(connection)]) -> int:
+        return conn
+
+    async def with_dependencies(
+        item_id: int,
+        conn: Annotated[int, depends(connection)],
+        current: Annotated[int, depends(user)],
+    ) -> dict[str, int]:
+        return {"id": item_id + conn + current}
+
+    # This module's annotations are strings that name these local functions.
+    with_dependencies.__annotations__.update(
+        conn=Annotated[int, depends(connection)], current=Annotated[int, depends(user)]
+    )
+    user.__annotations__["conn"] = Annotated[int, depends(connection)]
+    app.get("/deps/{item_id:int}")(with_dependencies)
     return app
 
 
@@ -124,13 +156,14 @@ def starlette_app() -> ASGI:
         routes=[
             Route("/plain", plain),
             Route("/items/{item_id:int}", item),
+            Route("/deps/{item_id:int}", item),  # no dependency system
             Route("/orders/{shop:int}", order, methods=["POST"]),
         ]
     )
 
 
 def fastapi_app() -> ASGI:
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
     from fastapi.responses import PlainTextResponse
     from pydantic import BaseModel, ConfigDict
 
@@ -156,6 +189,28 @@ def fastapi_app() -> ASGI:
     async def order(shop: int, order: OrderModel, limit: int, page: int = 1) -> dict[str, int]:
         return {"shop": shop, "quantity": order.quantity, "limit": limit, "page": page}
 
+    async def connection() -> AsyncIterator[int]:
+        try:
+            yield 0
+        finally:
+            pass
+
+    async def user(conn: int = Depends(connection)) -> int:
+        return conn
+
+    async def with_dependencies(
+        item_id: int,
+        conn: int = Depends(connection),
+        current: int = Depends(user),
+    ) -> dict[str, int]:
+        return {"id": item_id + conn + current}
+
+    for function in (user, with_dependencies):  # string annotations: give FastAPI the types
+        function.__annotations__.update(
+            {name: int for name in function.__annotations__ if name != "return"}
+        )
+    app.get("/deps/{item_id}", response_model=None)(with_dependencies)
+
     # This module's annotations are strings, and FastAPI resolves them in the
     # module's globals, where the local model is not: give it the class itself.
     order.__annotations__["order"] = OrderModel
@@ -175,6 +230,7 @@ def quart_trio_app() -> ASGI:
         return "hello, world"
 
     @app.route("/items/<int:item_id>")
+    @app.route("/deps/<int:item_id>")  # no dependency system
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 
@@ -376,7 +432,15 @@ def main() -> None:
         )
         if args.baseline:
             before = results["trioweb (baseline)", route] / results["starlette", route]
-            print(f"  baseline: {before:.2f}x Starlette's time")
+            now = results["trioweb", route] / results["trioweb (baseline)", route]
+            print(f"  baseline: {before:.2f}x Starlette's time; trioweb/baseline {now:.3f}")
+    cost = results["trioweb", DEPENDS_ROUTE] - results["trioweb", "JSON + int param"]
+    fastapi_cost = results["fastapi", DEPENDS_ROUTE] - results["fastapi", "JSON + int param"]
+    print(
+        f"dependencies: trioweb {results['trioweb', DEPENDS_ROUTE] * 1e6:.1f} µs "
+        f"({cost * 1e6:+.1f} µs over the same route without; target <= 3), "
+        f"FastAPI {results['fastapi', DEPENDS_ROUTE] * 1e6:.1f} µs ({fastapi_cost * 1e6:+.1f} µs)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from ._app import App as App
 from ._binding import Cookie as Cookie
+from ._binding import Depends as Depends
 from ._binding import Form as Form
 from ._binding import Header as Header
 from ._binding import Query as Query
@@ -31,6 +32,7 @@ from ._serve import Server as Server
 from ._serve import serve as serve
 from ._shield import shielded as shielded
 from ._sse import ServerSentEvent as ServerSentEvent
+from ._state import State as State
 from ._token import CallbackRegistration as CallbackRegistration
 from ._token import DisconnectToken as DisconnectToken
 from ._token import DisconnectTokenStatistics as DisconnectTokenStatistics
@@ -44,6 +46,7 @@ __all__ = [
     "BlockingCallbackError",
     "CallbackRegistration",
     "Cookie",
+    "Depends",
     "DisconnectReason",
     "DisconnectToken",
     "DisconnectTokenStatistics",
@@ -64,6 +67,7 @@ __all__ = [
     "Router",
     "Server",
     "ServerSentEvent",
+    "State",
     "StreamingResponse",
     "TokenDisposedError",
     "WebSocket",

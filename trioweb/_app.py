@@ -6,13 +6,14 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, final
 
 import trio
 
-from ._binding import Source, annotations_of, implicit_converters, make_plan
+from ._binding import BindingPlan, Depends, Source, annotations_of, implicit_converters, make_plan
 from ._declare import check_endpoint
+from ._depends import DependencySettings, route_graph
 from ._endpoint import Endpoint
 from ._errors import HTTPError, RouteDefinitionError
 from ._exchange import Receive, Send
@@ -37,7 +38,7 @@ Lifespan = Callable[["App"], contextlib.AbstractAsyncContextManager[object]]
 
 
 @final
-class App(RouteDecorators, HookDecorators):
+class App(RouteDecorators, HookDecorators, DependencySettings):
     """A trioweb application: an ASGI callable with route decorators.
 
     Args:
@@ -57,6 +58,8 @@ class App(RouteDecorators, HookDecorators):
         lifespan: ``lifespan(app)`` returns an async context manager entered
             at startup (before the startup hooks) and left at shutdown (after
             the shutdown hooks).
+        teardown_timeout: Default seconds a dependency's teardown may take (shielded).
+        dependencies: :class:`Depends` run for every route, after ``before_request``.
     """
 
     def __init__(
@@ -69,6 +72,8 @@ class App(RouteDecorators, HookDecorators):
         websocket_max_message_size: int = 1024 * 1024,
         websocket_buffer_size: int = 4 * 1024 * 1024,
         lifespan: Lifespan | None = None,
+        teardown_timeout: float = 5.0,
+        dependencies: Sequence[Depends] = (),
     ) -> None:
         if callback_budget <= 0:
             raise ValueError("callback_budget must be a positive number of seconds")
@@ -84,6 +89,7 @@ class App(RouteDecorators, HookDecorators):
         self.callback_budget = callback_budget
         self.max_body_size = max_body_size
         self.shutdown_grace = shutdown_grace
+        DependencySettings.__init__(self, teardown_timeout, dependencies)
         super().__init__()
         self._routes: RouteTable[Endpoint] = RouteTable()
         self._websocket_routes: RouteTable[Endpoint] = RouteTable()
@@ -117,7 +123,7 @@ class App(RouteDecorators, HookDecorators):
             for view_handler, plan in endpoints.values():
                 check_endpoint(path, pattern.param_names, inspect.unwrap(view_handler), plan)
             for method, (view_handler, plan) in endpoints.items():
-                endpoint = Endpoint(view_handler, plan, **options)
+                endpoint = _endpoint(self, view_handler, plan, path_params, declaration, options)
                 self._routes.add(Route(pattern, frozenset({method}), handler, endpoint, name))
             return
         plan = make_plan(
@@ -137,7 +143,7 @@ class App(RouteDecorators, HookDecorators):
             check_endpoint(path, pattern.param_names, handler, plan, annotations, returns=False)
         else:
             check_endpoint(path, pattern.param_names, handler, plan, annotations)
-        endpoint = Endpoint(handler, plan, websocket=declaration.websocket, **options)
+        endpoint = _endpoint(self, handler, plan, path_params, declaration, options)
         # WebSocket routes live in a table of their own: the same path may serve both.
         table = self._websocket_routes if declaration.websocket else self._routes
         table.add(Route(pattern, declaration.methods, handler, endpoint, name))
@@ -149,7 +155,7 @@ class App(RouteDecorators, HookDecorators):
         here (see :class:`Router`).
         """
         for declaration in router.declarations:
-            self._declare(included(declaration, router.prefix, router.name))
+            self._declare(included(declaration, router.prefix, router.name, router.dependencies))
 
     # ---- paths ----
 
@@ -302,7 +308,36 @@ _INJECTABLE = {
 }
 _HTTP_SOURCES = frozenset(Source) - {Source.WEBSOCKET}
 # A WebSocket handshake has no body; everything else binds as for HTTP.
-_WEBSOCKET_SOURCES = frozenset(Source) - {Source.REQUEST, Source.JSON, Source.RAW, Source.FORM}
+_WEBSOCKET_SOURCES = frozenset(Source) - {
+    Source.REQUEST,
+    Source.JSON,
+    Source.RAW,
+    Source.FORM,
+    Source.DEPENDS,  # not yet: a WebSocket exchange does not run dependencies
+}
+
+
+def _endpoint(
+    app: App,
+    handler: Callable[..., Any],
+    plan: BindingPlan,
+    path_params: Mapping[str, str],
+    declaration: Declaration,
+    options: Mapping[str, Any],
+) -> Endpoint:
+    """The endpoint of one route (or one method of a view), its dependencies resolved."""
+    graph = None
+    if not declaration.websocket:  # a WebSocket exchange does not run dependencies (yet)
+        graph = route_graph(
+            handler,
+            plan,
+            path_params=path_params,
+            injectable=_INJECTABLE,
+            allowed=_HTTP_SOURCES,
+            teardown_timeout=app.teardown_timeout,
+            extra=(*app.dependencies, *declaration.dependencies),
+        )
+    return Endpoint(handler, plan, websocket=declaration.websocket, dependencies=graph, **options)
 
 
 async def _not_found() -> None:

@@ -41,6 +41,7 @@ from ._errors import RouteDefinitionError
 from ._getters import MISSING as _MISSING
 from ._getters import Getter, form_body, json_body, raw_body, text_getter
 from ._getters import extract as extract  # re-exported: the exchange imports it here
+from ._markers import Depends as Depends  # re-exported: a marker like Header
 from ._structure import JSON
 from ._structure import structure as _structure
 from ._util import describe_callable
@@ -61,6 +62,7 @@ class Source(enum.Enum):
     NURSERY = "trio.Nursery"
     APP = "App"
     WEBSOCKET = "WebSocket"
+    DEPENDS = "dependency"
 
 
 #: The sources a request's data feeds (the rest are injected objects).
@@ -270,6 +272,9 @@ def binder_for(
         RouteDefinitionError: It cannot be bound.
     """
     base, extras = _strip_annotated(hint)
+    for extra in extras:
+        if isinstance(extra, Depends):
+            return Binder(name, Source.DEPENDS, body_type=extra)
     markers = [extra for extra in extras if isinstance(extra, (Header, Cookie, Query, Form))]
     if len(markers) > 1:
         raise RouteDefinitionError(f"{where} has more than one of Header/Cookie/Query/Form")
@@ -325,6 +330,7 @@ def make_plan(
     annotations: Mapping[str, object] | None = None,
     allowed: Collection[Source] | None = None,
     skip_first: bool = False,
+    what: str = "handler",
 ) -> BindingPlan:
     """Decide where each parameter of ``handler`` comes from.
 
@@ -335,6 +341,7 @@ def make_plan(
         annotations: ``handler``'s resolved annotations, if already known.
         allowed: The sources this kind of route offers (all if None).
         skip_first: Skip the first parameter (``self`` of a view method).
+        what: "handler", or "dependency" (which may be sync or a generator).
 
     Raises:
         RouteDefinitionError: A parameter cannot be bound, or its annotation
@@ -343,7 +350,7 @@ def make_plan(
     name = describe_callable(handler)
     if not callable(handler):
         raise RouteDefinitionError(f"handler {handler!r} is not callable")
-    if not (
+    if what == "handler" and not (
         inspect.iscoroutinefunction(handler)
         or inspect.iscoroutinefunction(inspect.getattr_static(type(handler), "__call__", None))
     ):
@@ -352,7 +359,7 @@ def make_plan(
     parameters = list(inspect.signature(handler).parameters.values())[1 if skip_first else 0 :]
     binders = []
     for parameter in parameters:
-        where = f"parameter {parameter.name!r} of handler {name}"
+        where = f"parameter {parameter.name!r} of {what} {name}"
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise RouteDefinitionError(f"{where}: *args and **kwargs cannot be bound")
         if parameter.kind is parameter.POSITIONAL_ONLY:
@@ -369,5 +376,5 @@ def make_plan(
             raise RouteDefinitionError(f"{where}: a {binder.source.value} is not available here")
         binders.append(binder)
     if sum(binder.source in BODY_SOURCES for binder in binders) > 1:
-        raise RouteDefinitionError(f"handler {name} has more than one body parameter")
+        raise RouteDefinitionError(f"{what} {name} has more than one body parameter")
     return BindingPlan(tuple(binders))

@@ -15,12 +15,15 @@ import inspect
 import operator
 import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._binding import Binder, BindingPlan, Source
 from ._errors import HTTPError
+
+if TYPE_CHECKING:
+    from ._depends import Graph  # cycle-ok: annotation only
 
 #: Fetches one injected argument from the exchange (see ``_exchange.Exchange``).
 Getter = Callable[[Any], object]
@@ -39,6 +42,20 @@ _SUSPENDING_OPS = frozenset(
         "SETUP_ASYNC_WITH",
     }
 )
+
+
+def never_awaits(generator: Callable[..., Any]) -> bool:
+    """Whether ``generator`` is an async generator function whose code has no ``await``,
+    ``async for`` or ``async with``: it suspends to its caller at its ``yield`` only,
+    never to Trio, so nothing can cancel its setup or its teardown."""
+    function = generator.__func__ if isinstance(generator, types.MethodType) else generator
+    if not isinstance(function, types.FunctionType):
+        return False
+    code = function.__code__
+    if not code.co_flags & inspect.CO_ASYNC_GENERATOR:
+        return False
+    awaiting = _SUSPENDING_OPS - {"YIELD_VALUE"}  # a yield hands the value back: no trap
+    return not any(op.opname in awaiting for op in dis.get_instructions(code))
 
 
 def never_suspends(handler: Callable[..., Any]) -> bool:
@@ -68,7 +85,8 @@ _INJECTED_GETTERS: Mapping[Source, Getter] = {
 }
 
 
-def _getter(binder: Binder) -> Getter | None:
+def getter_of(binder: Binder) -> Getter | None:
+    """How the exchange fetches a path parameter or injected object (None for the rest)."""
     if binder.source is Source.PATH:
         key = binder.key
         return lambda exchange: exchange.params[key]
@@ -87,6 +105,8 @@ class Endpoint:
     websocket: bool = False
     #: The status of a plain value the handler returns (None: 200, or 204 for None).
     status_code: int | None = None
+    #: Its dependencies (see ``_depends``), None if it has none.
+    dependencies: Graph | None = None
     #: The handler's name, for log lines and errors.
     name: str = attrs.field(init=False)
     #: (parameter name, getter) for every path parameter and injected object.
@@ -102,7 +122,7 @@ class Endpoint:
 
     @getters.default
     def _getters(self) -> tuple[tuple[str, Getter], ...]:
-        compiled = ((binder.name, _getter(binder)) for binder in self.plan.binders)
+        compiled = ((binder.name, getter_of(binder)) for binder in self.plan.binders)
         return tuple((name, getter) for name, getter in compiled if getter is not None)
 
     @needs_nursery.default
@@ -112,7 +132,8 @@ class Endpoint:
     @needs_scope.default
     def _needs_scope(self) -> bool:
         return (
-            self.needs_nursery
+            (self.dependencies is not None and self.dependencies.suspends)
+            or self.needs_nursery
             or self.plan.needs_body
             or self.timeout is not None
             or not never_suspends(self.handler)

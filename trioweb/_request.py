@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 from ._datastructures import Headers, QueryParams, parse_cookies
 from ._errors import HTTPError
 from ._json import parse_json
+from ._state import State
 from ._token import callback_guard
 from ._util import NoPublicConstructor
 
@@ -49,7 +50,7 @@ class Request(metaclass=NoPublicConstructor):
     Every attribute refuses to be read from a disconnect callback (``RuntimeError``).
     """
 
-    __slots__ = ("_cookies", "_exchange", "_headers", "_query")
+    __slots__ = ("_cookies", "_exchange", "_headers", "_query", "_state")
 
     def __init__(self, exchange: Exchange, headers: Headers | None = None) -> None:
         # The exchange may hand over the Headers it built for binding: one per request.
@@ -57,6 +58,7 @@ class Request(metaclass=NoPublicConstructor):
         self._headers = headers
         self._query: QueryParams | None = None
         self._cookies: Mapping[str, str] | None = None
+        self._state: State | None = None
 
     @property
     def method(self) -> str:
@@ -81,6 +83,13 @@ class Request(metaclass=NoPublicConstructor):
                 self._exchange.scope.get("query_string", b"")
             )
         return self._query
+
+    @property
+    def state(self) -> State:
+        """An attribute namespace of this request's own (dependencies and hooks share it)."""
+        if self._state is None:
+            self._state = State()
+        return self._state
 
     @property
     def headers(self) -> Headers:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, final
 
 import attrs
@@ -27,6 +27,8 @@ class Declaration:
     name: str | None
     websocket: bool
     options: dict[str, Any]
+    #: Route-wide dependencies of the routers it was declared on (outermost first).
+    dependencies: tuple[Any, ...] = ()
 
 
 class RouteDecorators:
@@ -218,12 +220,20 @@ def default_namespace(prefix: str) -> str:
     return ".".join(segment for segment in prefix.split("/") if segment and "{" not in segment)
 
 
-def included(declaration: Declaration, prefix: str, namespace: str) -> Declaration:
-    """``declaration`` as it is once its router (``prefix``, ``namespace``) is included."""
+def included(
+    declaration: Declaration, prefix: str, namespace: str, dependencies: tuple[Any, ...] = ()
+) -> Declaration:
+    """``declaration`` as it is once its router (``prefix``, ``namespace``,
+    route-wide ``dependencies``) is included."""
     name = declaration.name
     if namespace:
         name = f"{namespace}.{name or handler_name(declaration.handler)}"
-    return attrs.evolve(declaration, path=prefix + declaration.path, name=name)
+    return attrs.evolve(
+        declaration,
+        path=prefix + declaration.path,
+        name=name,
+        dependencies=(*dependencies, *declaration.dependencies),
+    )
 
 
 def handler_name(handler: Callable[..., Any]) -> str:
@@ -252,6 +262,8 @@ class Router(RouteDecorators):
             literal segments joined by dots (``/api/v1`` gives ``api.v1``); an
             empty name leaves the names as they are. A router included into
             another has both names (``"api.v1.item"``).
+        dependencies: ``Depends(...)`` run for each of its routes, after
+            ``before_request`` and before the route's own (auth, say).
 
     Raises:
         RouteDefinitionError: The prefix does not start with ``/`` or ends with
@@ -260,7 +272,9 @@ class Router(RouteDecorators):
 
     _spelled = "router"
 
-    def __init__(self, prefix: str = "", *, name: str | None = None) -> None:
+    def __init__(
+        self, prefix: str = "", *, name: str | None = None, dependencies: Sequence[Any] = ()
+    ) -> None:
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
             raise RouteDefinitionError(
                 f"router prefix {prefix!r} must start with '/' and not end with one"
@@ -273,6 +287,7 @@ class Router(RouteDecorators):
             )
         self.prefix = prefix
         self.name = name
+        self.dependencies = tuple(dependencies)
         self.declarations: list[Declaration] = []
 
     def _declare(self, declaration: Declaration) -> None:
@@ -281,4 +296,6 @@ class Router(RouteDecorators):
     def include(self, router: Router) -> None:
         """Add ``router``'s routes to this one, under this router's prefix and name."""
         for declaration in router.declarations:
-            self.declarations.append(included(declaration, router.prefix, router.name))
+            self.declarations.append(
+                included(declaration, router.prefix, router.name, router.dependencies)
+            )

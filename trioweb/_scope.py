@@ -49,9 +49,16 @@ from ._http_send import incomplete_head, lower, lower_file, send_lowered, send_r
 from ._http_state import Effect, Event, HTTPState, Phase
 from ._hypercorn import watch_from_start
 from ._outcome import DisconnectReason, Outcome
-from ._pipeline import AnyResponse, answer_status, request_data, run_pipeline
+from ._pipeline import (
+    AnyResponse,
+    answer_status,
+    call_with_dependencies,
+    request_data,
+    run_pipeline,
+)
 from ._request import Request
 from ._response import Response, error_response, to_response
+from ._solve import Teardowns
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -97,10 +104,18 @@ def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any,
                 del value
 
 
+def overridden(exchange: Exchange) -> bool:
+    """Whether ``app.dependency_overrides`` may replace the route's dependencies
+    (stand-ins may suspend where the real ones cannot: they need a scope)."""
+    return exchange.endpoint.dependencies is not None and bool(
+        getattr(exchange.app, "dependency_overrides", None)
+    )
+
+
 class HTTPExchange(Exchange):
     """The scope of one HTTP request. Built by :class:`~trioweb.App` per request."""
 
-    __slots__ = ("_io", "_receiver", "_request", "close_connection", "state")
+    __slots__ = ("_io", "_receiver", "_request", "close_connection", "state", "teardowns")
 
     def __init__(
         self,
@@ -120,6 +135,7 @@ class HTTPExchange(Exchange):
         self.close_connection = False
         self._receiver: Receiver | None = None
         self._request: Request | None = None
+        self.teardowns: Teardowns | None = None  # a stream's: run after its last byte
 
     # ---- the request's life ----
 
@@ -138,7 +154,7 @@ class HTTPExchange(Exchange):
         ended = False
         try:
             try:
-                if not endpoint.needs_scope and not self.hooks.hooked:
+                if not endpoint.needs_scope and not self.hooks.hooked and not overridden(self):
                     # The handler cannot suspend, so nothing can cancel it: it
                     # runs outside any scope, which would cost more than the
                     # rest of the request. Only a stream or a file still needs one.
@@ -202,7 +218,9 @@ class HTTPExchange(Exchange):
         handler = self.endpoint.handler
         try:
             endpoint = self.endpoint
-            if endpoint.getters or endpoint.plan.data_binders:
+            if endpoint.dependencies is not None:  # none of which can suspend either
+                coro = call_with_dependencies(self)
+            elif endpoint.getters or endpoint.plan.data_binders:
                 kwargs = endpoint.injected(self)
                 if endpoint.plan.data_binders:  # never a body: that needs a scope
                     kwargs.update(request_data(self, None))
@@ -226,7 +244,7 @@ class HTTPExchange(Exchange):
         if response is None:
             endpoint = self.endpoint
             try:
-                if endpoint.plan.data_binders or self.hooks.hooked:
+                if endpoint.plan.data_binders or self.hooks.hooked or endpoint.dependencies:
                     response = await watched(self, run_pipeline(self))
                 else:  # nothing to await before the handler: no pipeline frame to keep
                     result = await watched(self, endpoint.handler(**endpoint.injected(self)))
@@ -234,11 +252,10 @@ class HTTPExchange(Exchange):
             except HTTPError as error:
                 response = error_response(error)
             state.handle(Event.RETURNED)
-        if state.stopped:
-            return  # aborted, or the client is gone (cancel_on_disconnect=False): discard
-        if isinstance(response, Response):  # the common case, first
-            await send_response(self, response)
-        else:
+        teardowns, self.teardowns = self.teardowns, None
+        if teardowns is not None:  # a stream or file may use them: they end after its last byte
+            await teardowns.after(None if state.stopped else self._send_any(response))
+        elif not state.stopped:  # else aborted, or the client is gone: discard
             await self._send_any(response)
 
     async def _answer_outcome(self) -> None:
@@ -269,11 +286,11 @@ class HTTPExchange(Exchange):
             await send_response(self, error_response(error))
 
     async def _send_any(self, response: AnyResponse) -> None:
-        if isinstance(response, FileResponse):
+        if isinstance(response, Response):  # the common case, first
+            await send_response(self, response)
+        elif isinstance(response, FileResponse):
             request = self.get_request()
             await send_lowered(self, await lower_file(response, request.headers, request.method))
-        elif isinstance(response, Response):
-            await send_response(self, response)
         else:
             await send_lowered(self, lower(response))
 

@@ -1,0 +1,37 @@
+"""``Depends``: the marker of a parameter whose value a dependency computes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, final
+
+import attrs
+
+
+@final
+@attrs.frozen
+class Depends:
+    """Marks a parameter as the value of a dependency: ``Annotated[Conn, Depends(connection)]``.
+
+    ``dependency`` is an async function, an async generator function (setup,
+    ``yield`` the value, teardown), an async context manager factory, or a
+    sync function that cannot block. It takes parameters as a handler does.
+    See :mod:`trioweb._depends` for when setup and teardown run.
+
+    Args:
+        dependency: What computes the value.
+        cache: Run once per request however often the graph uses it (the
+            default); False runs it at every use.
+        teardown_timeout: Seconds its teardown may take, shielded from
+            cancellation; None for the app's ``teardown_timeout``.
+    """
+
+    dependency: Callable[..., Any]
+    cache: bool = True
+    teardown_timeout: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not callable(self.dependency):
+            raise TypeError(f"Depends() needs a callable, not {self.dependency!r}")
+        if self.teardown_timeout is not None and not self.teardown_timeout > 0:
+            raise ValueError("teardown_timeout must be a positive number of seconds")
