@@ -35,9 +35,13 @@ def receive_nowait_of(receive: Callable[..., Any]) -> ReceiveNowait | None:
     return nowait
 
 
+#: The HTTP versions whose sends may hang on a gone client (flow control).
+MULTIPLEXED = frozenset({"2", "3"})
+
+
 def watch_from_start(scope: dict[str, Any]) -> bool:
     """Whether sends may hang on a gone client (HTTP/2 and 3 flow control)."""
-    return scope.get("http_version", "1.1") in ("2", "3")
+    return scope.get("http_version", "1.1") in MULTIPLEXED
 
 
 #: The ASGI scope extension through which the connection layer under the app

@@ -45,9 +45,9 @@ from ._errors import HTTPError, IOCancelledError
 from ._exchange import Exchange, Receive, Send
 from ._files import FileResponse
 from ._http_receive import Owner, PendingIO, Receiver
-from ._http_send import incomplete_head, lower, lower_file, send_lowered, send_response
+from ._http_send import incomplete_head, lower, lower_file, send_lowered, send_response, send_whole
 from ._http_state import Effect, Event, HTTPState, Phase
-from ._hypercorn import watch_from_start
+from ._hypercorn import MULTIPLEXED
 from ._outcome import DisconnectReason, Outcome
 from ._pipeline import (
     AnyResponse,
@@ -129,7 +129,9 @@ class HTTPExchange(Exchange):
     ) -> None:
         super().__init__(app, hooks, endpoint, params, scope, receive, send)
         self.state = HTTPState(
-            endpoint.max_body_size, endpoint.cancel_on_disconnect, watch_from_start(scope)
+            endpoint.max_body_size,
+            endpoint.cancel_on_disconnect,
+            scope.get("http_version") in MULTIPLEXED,  # watch_from_start(), inlined
         )
         self._io: PendingIO | None = None  # made when a read or a guarded send needs it
         self.close_connection = False
@@ -162,7 +164,7 @@ class HTTPExchange(Exchange):
                     state.handle(Event.RETURNED)
                     if isinstance(ready, Response):
                         if state.outcome is None:  # else the handler called abort()
-                            await send_response(self, ready)
+                            await send_whole(self, ready.status, ready.raw_headers(), ready.body)
                     else:
                         handler_cancelled = await self._in_scope(ready)
                 else:
