@@ -5,6 +5,7 @@ from ._binding import Cookie as Cookie
 from ._binding import Form as Form
 from ._binding import Header as Header
 from ._binding import Query as Query
+from ._data_rate import MinDataRate as MinDataRate
 from ._datastructures import Headers as Headers
 from ._datastructures import QueryParams as QueryParams
 from ._errors import BlockingCallbackError as BlockingCallbackError
@@ -55,6 +56,7 @@ __all__ = [
     "Headers",
     "IOCancelledError",
     "JSONResponse",
+    "MinDataRate",
     "Query",
     "QueryParams",
     "Request",

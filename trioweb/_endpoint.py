@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from ._binding import Binder, BindingPlan, Source
+from ._data_rate import DEFAULT_MIN_RATE, MinDataRate
 from ._errors import HTTPError
 
 #: Fetches one injected argument from the exchange (see ``_exchange.Exchange``).
@@ -87,6 +88,10 @@ class Endpoint:
     websocket: bool = False
     #: The status of a plain value the handler returns (None: 200, or 204 for None).
     status_code: int | None = None
+    #: The slowest a client may read the response (None: no minimum).
+    min_response_rate: MinDataRate | None = DEFAULT_MIN_RATE
+    #: The slowest a client may send the request body (None: no minimum).
+    min_request_rate: MinDataRate | None = DEFAULT_MIN_RATE
     #: The handler's name, for log lines and errors.
     name: str = attrs.field(init=False)
     #: (parameter name, getter) for every path parameter and injected object.

@@ -14,6 +14,8 @@ the rules are each written once, here:
 * A send that may block (a stream, a file, SSE, any send once the exchange is
   watched) runs inside the exchange's :class:`PendingIO` scope, which a
   disconnect and ``cancel_io()`` cancel.
+* Each such send has a deadline from the route's minimum response rate; a
+  client below it is abandoned as too slow.
 * A pump stops as soon as ``send_chunk`` says the exchange stopped (an outcome
   was set, or the client left).
 """
@@ -31,7 +33,7 @@ import trio
 from ._files import FileResponse, plan_file
 from ._http_receive import PendingIO
 from ._http_state import Effect, HTTPState
-from ._hypercorn import watch_from_start
+from ._hypercorn import connection_of, watch_from_start
 from ._response import EventStream, Response, StreamingResponse, status_response
 from ._sse import ServerSentEvent, encode_comment, encode_event
 
@@ -64,6 +66,7 @@ class SendSide(Protocol):
     @property
     def watched(self) -> bool: ...
     def watch(self) -> None: ...
+    def apply(self, effect: Effect) -> None: ...
 
 
 def _closing(iterable: AsyncIterable[object]) -> contextlib.AbstractAsyncContextManager[object]:
@@ -172,18 +175,31 @@ def incomplete_head() -> Lowered:
 async def guarded_send(side: SendSide, message: dict[str, Any]) -> bool:
     """Send ``message`` in the exchange's pending-I/O scope; False once it has stopped.
 
+    The write gets until the route's minimum response rate says it must be
+    done (:class:`~trioweb._data_rate.WriteClock`); past that the client is
+    too slow: its connection is closed and the request abandoned.
+
     Cancellation:
         Interrupted by a disconnect (silently: there is nobody to send to)
         and by ``cancel_io()`` (raises :class:`~trioweb.IOCancelledError`).
     """
-    state = side.state
+    state, io = side.state, side.io
     if state.on_send(message) & Effect.SEND:
-        with trio.CancelScope() as scope:
-            side.io.scope = scope
+        deadline = io.clock.deadline(trio.current_time(), len(message.get("body", b"")))
+        with trio.CancelScope(deadline=deadline) as scope:
+            io.scope = scope
             await side.send(message)
-        if not scope.cancelled_caught:
-            side.io.sent(state)
-        await side.io.finish("response write")
+        if io.expired(scope):
+            # Below the minimum response rate. Over HTTP/1.1 the connection
+            # layer already cut the write at this deadline (see _connection);
+            # over HTTP/2 the stream waits on flow control: close it all.
+            connection = connection_of(side.scope)
+            if connection is not None:
+                connection.abort()
+            side.apply(state.on_too_slow())
+        elif not scope.cancelled_caught:
+            io.sent(state)
+        await io.finish("response write")
     else:
         await trio.lowlevel.checkpoint()
     return not side.state.stopped

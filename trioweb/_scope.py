@@ -116,7 +116,7 @@ class HTTPExchange(Exchange):
         self.state = HTTPState(
             endpoint.max_body_size, endpoint.cancel_on_disconnect, watch_from_start(scope)
         )
-        self.io = PendingIO()
+        self.io = PendingIO(endpoint.min_response_rate, endpoint.min_request_rate)
         self.close_connection = False
         self._receiver: Receiver | None = None
         self._request: Request | None = None
@@ -239,6 +239,10 @@ class HTTPExchange(Exchange):
             error = HTTPError(504, "the handler did not answer in time")
         elif state.outcome is Outcome.TOO_LARGE:
             error = HTTPError(413, f"the body exceeds {self.endpoint.max_body_size} bytes")
+        elif state.outcome is Outcome.TOO_SLOW:
+            # The rest of the body may still trickle in: the connection cannot be reused.
+            self.close_connection = True
+            error = HTTPError(408, "the request body arrived too slowly")
         else:
             return
         await self._send_framework_response(error)
@@ -297,8 +301,15 @@ class HTTPExchange(Exchange):
     @property
     def receiver(self) -> Receiver:
         if self._receiver is None:
-            self._receiver = Receiver(self.receive, self.scope, self.state, self.apply, self.io)
+            self._receiver = Receiver(
+                self.receive, self.scope, self.state, self.apply, self.io, self._expired
+            )
         return self._receiver
+
+    def _expired(self) -> bool:
+        """Whether the route's deadline has passed (its scope was cancelled by it)."""
+        scope = self.cancel_scope
+        return scope is not None and scope.cancel_called and trio.current_time() >= scope.deadline
 
     @property
     def watched(self) -> bool:
