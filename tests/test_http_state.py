@@ -16,7 +16,7 @@ from trioweb._http_state import (
     HTTPStateError,
     Phase,
 )
-from trioweb._outcome import Outcome
+from trioweb._outcome import DisconnectReason, Outcome
 
 P, E, F = Phase, Event, Effect
 GONE = F.TRIP_TOKEN | F.CANCEL_SCOPE | F.CANCEL_IO | F.WAKE_READERS
@@ -26,7 +26,7 @@ X = None  # cannot happen: a bug in trioweb
 # change to the table in the module must be made here too.
 COLUMNS = (
     E.RETURNED, E.HEAD, E.CHUNK, E.FINAL, E.DELIVERED, E.UNDELIVERED,
-    E.BODY, E.BODY_END, E.OVERFLOW, E.DISCONNECT, E.ABORT, E.FINISH, E.WHOLE,
+    E.BODY, E.BODY_END, E.OVERFLOW, E.DISCONNECT, E.ABORT, E.FINISH, E.WHOLE, E.TOO_SLOW,
 )  # fmt: skip
 ABORTING = F.TRIP_TOKEN | F.CANCEL_SCOPE | F.CANCEL_IO
 OVERFLOWING = F.CANCEL_SCOPE | F.WAKE_READERS
@@ -35,32 +35,34 @@ EXPECTED: dict[Phase, tuple[tuple[Phase, int] | None, ...]] = {
     P.HANDLER: (
         (P.RESPONDING, F.NONE), X, X, X, X, X,
         (P.HANDLER, F.NONE), (P.HANDLER, WAKE), (P.HANDLER, OVERFLOWING),
-        (P.HANDLER, GONE), (P.HANDLER, ABORTING), (P.DONE, F.NONE), X,
+        (P.HANDLER, GONE), (P.HANDLER, ABORTING), (P.DONE, F.NONE), X, (P.HANDLER, GONE),
     ),
     P.RESPONDING: (
         X, (P.HEAD_SENT, F.SEND), X, X, X, X,
         (P.RESPONDING, F.NONE), (P.RESPONDING, WAKE), (P.RESPONDING, WAKE),
-        (P.RESPONDING, GONE), (P.RESPONDING, ABORTING), (P.DONE, F.NONE), (P.BODY_SENT, F.SEND),
+        (P.RESPONDING, GONE), (P.RESPONDING, ABORTING), (P.DONE, F.NONE),
+        (P.BODY_SENT, F.SEND), (P.RESPONDING, GONE),
     ),
     P.HEAD_SENT: (
         X, X, (P.HEAD_SENT, F.SEND), (P.FINISHING, F.SEND), X, X,
         (P.HEAD_SENT, F.NONE), (P.HEAD_SENT, WAKE), (P.HEAD_SENT, WAKE),
-        (P.HEAD_SENT, GONE), (P.HEAD_SENT, ABORTING), (P.DONE, F.NONE), X,
+        (P.HEAD_SENT, GONE), (P.HEAD_SENT, ABORTING), (P.DONE, F.NONE), X, (P.HEAD_SENT, GONE),
     ),
     P.FINISHING: (
         X, X, X, X, (P.BODY_SENT, F.NONE), (P.FINISHING, GONE),
         (P.FINISHING, F.NONE), (P.FINISHING, WAKE), (P.FINISHING, WAKE),
-        (P.FINISHING, F.AWAIT_DELIVERY), (P.FINISHING, ABORTING), (P.DONE, F.NONE), X,
+        (P.FINISHING, F.AWAIT_DELIVERY), (P.FINISHING, ABORTING), (P.DONE, F.NONE),
+        X, (P.FINISHING, GONE),
     ),
     P.BODY_SENT: (
         X, X, X, X, X, X,
         (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE),
-        (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.DONE, F.NONE), X,
+        (P.BODY_SENT, F.NONE), (P.BODY_SENT, F.NONE), (P.DONE, F.NONE), X, (P.BODY_SENT, F.NONE),
     ),
     P.DONE: (
         X, X, X, X, X, X,
         (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE),
-        (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE), X,
+        (P.DONE, F.NONE), (P.DONE, F.NONE), (P.DONE, F.NONE), X, (P.DONE, F.NONE),
     ),
 }  # fmt: skip
 
@@ -206,3 +208,46 @@ def test_sending_out_of_order_is_a_bug() -> None:
     sent(state, HEAD, FINAL)
     with pytest.raises(HTTPStateError):
         state.on_send(FINAL)  # the end, twice
+
+
+def test_a_body_too_slow_before_the_response_is_a_408_not_a_disconnect() -> None:
+    state = HTTPState(100)
+    state.on_receive({"type": "http.request", "body": b"x", "more_body": True})
+    assert state.on_too_slow() == GONE
+    assert (state.outcome, state.reason) == (Outcome.TOO_SLOW, DisconnectReason.CLIENT_TOO_SLOW)
+    assert not state.peer_gone  # still there, to be told 408
+    assert state.body_state is BodyState.CUT
+    state.handle(E.RETURNED)
+    assert sent(state, HEAD) == [F.SEND]
+
+
+@pytest.mark.parametrize("cancel_on_disconnect", [True, False])
+def test_a_reader_too_slow_mid_response_is_gone(cancel_on_disconnect: bool) -> None:
+    state = HTTPState(100, cancel_on_disconnect)
+    state.handle(E.RETURNED)
+    sent(state, HEAD)
+    effect = state.on_too_slow()
+    assert effect == (GONE if cancel_on_disconnect else GONE & ~F.CANCEL_SCOPE)
+    assert (state.outcome, state.peer_gone) == (Outcome.DISCONNECTED, True)
+    assert state.reason is DisconnectReason.CLIENT_TOO_SLOW
+    assert state.on_disconnect() == F.NONE  # the connection's close, after: said once
+    assert state.reason is DisconnectReason.CLIENT_TOO_SLOW
+
+
+def test_too_slow_after_the_response_changes_nothing() -> None:
+    state = HTTPState(100)
+    state.handle(E.RETURNED)
+    sent(state, HEAD, FINAL)
+    state.handle(E.DELIVERED)
+    assert state.on_too_slow() == F.NONE
+    assert state.outcome is None
+
+
+def test_a_disconnect_after_the_deadline_passed_is_a_timeout() -> None:
+    # The write stuck past the route's deadline is cut there; whoever sees the
+    # disconnect first, the request timed out.
+    state = HTTPState(100)
+    state.handle(E.RETURNED)
+    sent(state, HEAD)
+    assert state.on_disconnect(deadline_passed=True) == GONE
+    assert state.outcome is Outcome.TIMED_OUT

@@ -78,12 +78,12 @@ async def test_a_remote_client_cannot_crash_the_server(caplog: pytest.LogCapture
 async def test_a_failing_connection_is_logged_with_its_peer_and_closed(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trioweb import _worker
+    from trioweb import _connection
 
     async def fails(self: Any) -> None:
         raise trio.BusyResourceError("planted")
 
-    monkeypatch.setattr(_worker._TCPServer, "run", fails)
+    monkeypatch.setattr(_connection.TCPServer, "run", fails)
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(serve, plain_app(), "127.0.0.1", 0)
         stream = await trio.open_tcp_stream("127.0.0.1", server.port)

@@ -6,6 +6,7 @@ from ._binding import Depends as Depends
 from ._binding import Form as Form
 from ._binding import Header as Header
 from ._binding import Query as Query
+from ._data_rate import MinDataRate as MinDataRate
 from ._datastructures import Headers as Headers
 from ._datastructures import QueryParams as QueryParams
 from ._errors import BlockingCallbackError as BlockingCallbackError
@@ -58,6 +59,7 @@ __all__ = [
     "Headers",
     "IOCancelledError",
     "JSONResponse",
+    "MinDataRate",
     "Query",
     "QueryParams",
     "Request",

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, final
 import trio
 
 from ._binding import BindingPlan, Depends, Source, annotations_of, implicit_converters, make_plan
+from ._data_rate import DEFAULT_MIN_RATE, MinDataRate
 from ._declare import check_endpoint
 from ._depends import DependencySettings, route_graph
 from ._endpoint import Endpoint
@@ -55,6 +56,13 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         websocket_buffer_size: Bytes of received WebSocket messages held for a
             handler that has not read them yet; past it, reading stops until
             the handler catches up (backpressure to the client).
+        min_response_rate: The slowest a client may read a response: past
+            it the connection is closed and the request abandoned as too slow
+            (default: 240 bytes/s after 5 s, as Kestrel). None for no minimum.
+            Routes may override it.
+        min_request_rate: The slowest a client may send a request body: past
+            it the request is answered 408 (default: 240 bytes/s after 5 s).
+            None for no minimum. Routes may override it.
         lifespan: ``lifespan(app)`` returns an async context manager entered
             at startup (before the startup hooks) and left at shutdown (after
             the shutdown hooks).
@@ -74,6 +82,8 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         lifespan: Lifespan | None = None,
         teardown_timeout: float = 5.0,
         dependencies: Sequence[Depends] = (),
+        min_response_rate: MinDataRate | None = DEFAULT_MIN_RATE,
+        min_request_rate: MinDataRate | None = DEFAULT_MIN_RATE,
     ) -> None:
         if callback_budget <= 0:
             raise ValueError("callback_budget must be a positive number of seconds")
@@ -90,6 +100,8 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         self.max_body_size = max_body_size
         self.shutdown_grace = shutdown_grace
         DependencySettings.__init__(self, teardown_timeout, dependencies)
+        self.min_response_rate = min_response_rate
+        self.min_request_rate = min_request_rate
         super().__init__()
         self._routes: RouteTable[Endpoint] = RouteTable()
         self._websocket_routes: RouteTable[Endpoint] = RouteTable()
@@ -107,6 +119,9 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
             options["max_body_size"] = (
                 self.websocket_max_message_size if declaration.websocket else self.max_body_size
             )
+        for option in ("min_response_rate", "min_request_rate"):
+            rate = options.get(option)  # None: the app's; False: none
+            options[option] = getattr(self, option) if rate is None else rate or None
         handler, path = declaration.handler, declaration.path
         annotations = annotations_of(handler)
         pattern = compile_path(path, implicit_converters(annotations))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._binding import Binder, BindingPlan, Source
+from ._data_rate import DEFAULT_MIN_RATE, MinDataRate
 from ._errors import HTTPError
 
 if TYPE_CHECKING:
@@ -107,6 +108,10 @@ class Endpoint:
     status_code: int | None = None
     #: Its dependencies (see ``_depends``), None if it has none.
     dependencies: Graph | None = None
+    #: The slowest a client may read the response (None: no minimum).
+    min_response_rate: MinDataRate | None = DEFAULT_MIN_RATE
+    #: The slowest a client may send the request body (None: no minimum).
+    min_request_rate: MinDataRate | None = DEFAULT_MIN_RATE
     #: The handler's name, for log lines and errors.
     name: str = attrs.field(init=False)
     #: (parameter name, getter) for every path parameter and injected object.

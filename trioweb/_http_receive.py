@@ -34,6 +34,7 @@ from typing import Any
 
 import trio
 
+from ._data_rate import MinDataRate, WriteClock, body_deadline
 from ._errors import IOCancelledError
 from ._http_state import BodyState, Effect, Event, HTTPState, Phase
 from ._hypercorn import disconnect_reason, receive_nowait_of
@@ -45,6 +46,12 @@ logger = logging.getLogger("trioweb")
 #: before it counts as stuck on a gone client (see ``_http_state.FINISHING``);
 #: a send that completes comes back within microseconds.
 DELIVERY_GRACE = 1.0
+#: Seconds a watcher goes on draining after its exchange ended abnormally (a
+#: write cut at its deadline, a timeout, an abort, a failure, a 413).
+#: Hypercorn queues its own ``http.disconnect`` from inside the app's send when
+#: the socket fails; a write cut at its deadline is a cancelled scope, and that
+#: put is cancelled with it, so the disconnect may never come.
+WATCHER_LINGER = 5.0
 
 
 class Owner(enum.Enum):
@@ -56,14 +63,30 @@ class Owner(enum.Enum):
 
 
 class PendingIO:
-    """The body read or response write under way: what ``cancel_io()`` and a disconnect cancel."""
+    """The body read or response write under way: what ``cancel_io()`` and a disconnect cancel.
 
-    __slots__ = ("_cancelled", "_delivered", "scope")
+    Args:
+        response_rate: The route's minimum response data rate (None: none).
+        request_rate: The route's minimum request body data rate (None: none).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_cancelled", "_delivered", "_interrupted", "clock", "request_rate", "scope")
+
+    def __init__(
+        self,
+        response_rate: MinDataRate | None = None,
+        request_rate: MinDataRate | None = None,
+    ) -> None:
         self.scope: trio.CancelScope | None = None
         self._cancelled = False
+        self._interrupted = False
         self._delivered: trio.Event | None = None
+        self.clock = WriteClock(response_rate)
+        self.request_rate = request_rate
+
+    def expired(self, scope: trio.CancelScope) -> bool:
+        """Whether ``scope``, this I/O's, ended by its own deadline rather than a cancel()."""
+        return scope.cancel_called and not self._interrupted
 
     def sent(self, state: HTTPState) -> None:
         """A send came back: if it was the final body message, the response is delivered."""
@@ -89,6 +112,7 @@ class PendingIO:
     def cancel(self, *, by_app: bool) -> None:
         if self.scope is not None:
             self._cancelled = self._cancelled or by_app
+            self._interrupted = True
             self.scope.cancel()
 
     async def finish(self, what: str) -> None:
@@ -98,6 +122,7 @@ class PendingIO:
             IOCancelledError: ``cancel_io()`` cancelled it.
         """
         self.scope = None
+        self._interrupted = False
         # A disconnect or an oversized body also cancels the request scope:
         # let that cancellation, not an IOCancelledError, unwind the handler.
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -112,10 +137,15 @@ class Receiver:
     __slots__ = (
         "_apply",
         "_body_event",
+        "_expired",
         "_io",
+        "_read_scope",
+        "_read_since",
         "_receive",
+        "_received",
         "_scope",
         "_state",
+        "_watch_scope",
         "owner",
     )
 
@@ -126,24 +156,50 @@ class Receiver:
         state: HTTPState,
         apply: Callable[[int], None],
         io: PendingIO,
+        expired: Callable[[], bool],
     ) -> None:
         self._scope = scope
         self._receive = receive
         self._state = state
         self._apply = apply
         self._io = io
+        self._expired = expired  # whether the route's deadline has passed
         self._body_event: trio.Event | None = None
+        self._watch_scope: trio.CancelScope | None = None
+        self._read_scope: trio.CancelScope | None = None  # a body read's, while it waits
+        self._read_since = 0.0
+        self._received = 0
         self.owner = Owner.NOBODY
 
     def _take(self, message: dict[str, Any]) -> int:
         if message.get("type") == "http.disconnect":
             self.owner = Owner.ENDED
-            effect = self._state.on_disconnect(disconnect_reason(self._scope))
+            effect = self._state.on_disconnect(
+                disconnect_reason(self._scope), deadline_passed=self._expired()
+            )
         else:
             effect = self._state.on_receive(message)
+            self._received += len(message.get("body", b""))
+            if self._read_scope is not None:  # more time for a body that moves on
+                self._read_scope.deadline = self._body_deadline()
         if effect:
             self._apply(effect)
         return effect
+
+    def _body_deadline(self) -> float:
+        return body_deadline(self._io.request_rate, self._read_since, self._received)
+
+    def _open_read_scope(self) -> trio.CancelScope:
+        if self._read_scope is None and not self._read_since:
+            self._read_since = trio.current_time()
+        self._read_scope = self._io.scope = trio.CancelScope(deadline=self._body_deadline())
+        return self._read_scope
+
+    def _close_read_scope(self, scope: trio.CancelScope) -> None:
+        self._read_scope = None
+        if self._io.expired(scope) and self._body_pending():
+            # Below the minimum request body rate: 408, or a closed connection.
+            self._apply(self._state.on_too_slow())
 
     def wake_readers(self) -> None:
         if self._body_event is not None:
@@ -159,18 +215,25 @@ class Receiver:
         elif self.owner is Owner.READER:
             self.owner = Owner.READER_THEN_WATCHER
 
+    def release(self, *, abnormal: bool) -> None:
+        """The exchange ended: a watcher still draining may linger only so long."""
+        if abnormal and self.owner is Owner.WATCHER and self._watch_scope is not None:
+            self._watch_scope.deadline = trio.current_time() + WATCHER_LINGER
+
     async def _watch(self) -> None:
-        # A system task with no cancel scope: it ends with the http.disconnect
-        # that every server sends, so it never holds a request up, and a
-        # cancelled receive() could miss the very message it waits for.
+        # A system task: it ends with the http.disconnect that every server
+        # sends, so it never holds a request up. Its scope is only ever given a
+        # deadline once the exchange is over (see release()): cancelled any
+        # earlier, it could miss the very message it waits for.
         try:
-            while self.owner is not Owner.ENDED:
-                effect = self._take(await self._receive())
-            if effect & Effect.AWAIT_DELIVERY and not await self._io.wait_delivered(
-                self._state, DELIVERY_GRACE
-            ):
-                # Stuck on a gone client.
-                self._apply(self._state.on_undelivered(disconnect_reason(self._scope)))
+            with trio.CancelScope() as self._watch_scope:
+                while self.owner is not Owner.ENDED:
+                    effect = self._take(await self._receive())
+                if effect & Effect.AWAIT_DELIVERY and not await self._io.wait_delivered(
+                    self._state, DELIVERY_GRACE
+                ):
+                    # Stuck on a gone client.
+                    self._apply(self._state.on_undelivered(disconnect_reason(self._scope)))
         except Exception:
             # Never raise: in a system task an error would end the whole run.
             logger.exception("trioweb's disconnect watcher failed")
@@ -194,8 +257,9 @@ class Receiver:
                 if self._body_event is None:
                     self._body_event = trio.Event()
                 self.start_watcher()
-                with trio.CancelScope() as self._io.scope:
+                with self._open_read_scope() as scope:
                     await self._body_event.wait()
+                self._close_read_scope(scope)
                 await self._io.finish("body read")
         else:
             await trio.lowlevel.checkpoint()
@@ -227,9 +291,10 @@ class Receiver:
                         break
                     self._take(message)
             if self._body_pending():
-                with trio.CancelScope() as self._io.scope:
+                with self._open_read_scope() as scope:
                     while self._body_pending():
                         self._take(await self._receive())
+                self._close_read_scope(scope)
         finally:
             if self.owner is not Owner.ENDED:
                 wanted = self.owner is Owner.READER_THEN_WATCHER

@@ -14,6 +14,8 @@ the rules are each written once, here:
 * A send that may block (a stream, a file, SSE, any send once the exchange is
   watched) runs inside the exchange's :class:`PendingIO` scope, which a
   disconnect and ``cancel_io()`` cancel.
+* Each such send has a deadline from the route's minimum response rate; a
+  client below it is abandoned as too slow.
 * A pump stops as soon as ``send_chunk`` says the exchange stopped (an outcome
   was set, or the client left).
 """
@@ -31,6 +33,7 @@ import trio
 from ._files import FileResponse, plan_file
 from ._http_receive import PendingIO
 from ._http_state import Effect, Event, HTTPState
+from ._hypercorn import connection_of
 from ._response import EventStream, Response, StreamingResponse, status_response
 from ._sse import ServerSentEvent, encode_comment, encode_event
 
@@ -60,12 +63,14 @@ class SendSide(Protocol):
 
     scope: dict[str, Any]
     close_connection: bool
+    cancel_scope: trio.CancelScope | None
 
     @property
     def send(self) -> Callable[[dict[str, Any]], Awaitable[None]]: ...
     @property
     def watched(self) -> bool: ...
     def watch(self) -> None: ...
+    def apply(self, effect: int) -> None: ...
 
 
 def _closing(iterable: AsyncIterable[object]) -> contextlib.AbstractAsyncContextManager[object]:
@@ -176,23 +181,42 @@ async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
 
     One scope for all of them: entering one costs more than a send.
 
+    The write gets until the route's minimum response rate says it must be
+    done (:class:`~trioweb._data_rate.WriteClock`); past that the client is
+    too slow: its connection is closed and the request abandoned.
+
     Cancellation:
         Interrupted by a disconnect (silently: there is nobody to send to)
         and by ``cancel_io()`` (raises :class:`~trioweb.IOCancelledError`).
     """
-    state = side.state
-    io = side.io
-    # Shielded: only this scope's own cancel (a disconnect, cancel_io()) stops a
-    # send, never the request scope's. Hypercorn runs its own bookkeeping inside
-    # our send when the socket fails (it queues http.disconnect from there); in
-    # an already-cancelled scope that put would be cancelled and the watcher
-    # would wait forever for it.
-    with trio.CancelScope(shield=True) as scope:
+    state, io = side.state, side.io
+    size = sum(len(message.get("body", b"")) for message in messages)
+    # The route's deadline too: the shield hides it from the connection layer,
+    # which bounds hypercorn's shielded write by the writer's deadline.
+    route_deadline = side.cancel_scope.deadline if side.cancel_scope is not None else math.inf
+    deadline = min(io.clock.deadline(trio.current_time(), size), route_deadline)
+    # Shielded: only this scope's own cancel (a disconnect, cancel_io(), the
+    # write's deadline) stops a send, never the request scope's. Hypercorn runs
+    # its own bookkeeping inside our send when the socket fails (it queues
+    # http.disconnect from there); in an already-cancelled scope that put
+    # would be cancelled and the watcher would wait forever for it.
+    with trio.CancelScope(shield=True, deadline=deadline) as scope:
         io.scope = scope
         for message in messages:
             if state.on_send(message) & Effect.SEND:
                 await side.send(message)
-    if not scope.cancelled_caught:
+    if io.expired(scope):
+        # Cut at its deadline. Over HTTP/1.1 the connection layer already cut
+        # the write (see _connection); over HTTP/2 the stream waits on flow
+        # control: close it all. At the route's deadline the request timed out
+        # (the request scope says so at the next checkpoint); else the client
+        # was below its minimum rate.
+        connection = connection_of(side.scope)
+        if connection is not None:
+            connection.abort()
+        if trio.current_time() < route_deadline:
+            side.apply(state.on_too_slow())
+    elif not scope.cancelled_caught:
         io.sent(state)
     await io.finish("response write")
     return not state.stopped

@@ -12,6 +12,11 @@ The phases, in order::
                                            CHUNK ↺
     (any phase) ─FINISH─> DONE
 
+A client below its minimum data rate (``TOO_SLOW``) is treated as gone once
+the response started: its connection is closed under it. Before that, it is
+an upload too slow to wait for: the handler is cancelled as for a disconnect,
+but the client is still there to be told 408 (:attr:`Outcome.TOO_SLOW`).
+
 A disconnect before ``FINISHING`` means the client went away: the token is
 tripped, pending I/O cancelled, body readers woken and (if the route says so)
 the request scope cancelled. In ``BODY_SENT`` and ``DONE`` it is the normal end:
@@ -77,6 +82,7 @@ class Event(enum.IntEnum):
     ABORT = 10  # the app called abort()
     FINISH = 11  # the exchange ends
     WHOLE = 12  # HEAD, FINAL and DELIVERED at once: a complete response sent unwatched
+    TOO_SLOW = 13  # the client went below its minimum data rate
 
 
 class Effect:
@@ -141,6 +147,8 @@ TABLE: Mapping[tuple[Phase, Event], tuple[Phase, int]] = {
         for phase in _LIVE
     },
     **{(phase, _E.ABORT): (phase, _F.NONE) for phase in _OVER},
+    **{(phase, _E.TOO_SLOW): (phase, _GONE) for phase in _LIVE},
+    **{(phase, _E.TOO_SLOW): (phase, _F.NONE) for phase in _OVER},
     **{(phase, _E.FINISH): (_P.DONE, _F.NONE) for phase in Phase},
 }
 
@@ -221,14 +229,45 @@ class HTTPState:
             return self.on_disconnect(reason)
         return Effect.NONE
 
-    def on_disconnect(self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED) -> int:
-        """``http.disconnect``: the client left, or the response was complete."""
+    def on_disconnect(
+        self,
+        reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED,
+        *,
+        deadline_passed: bool = False,
+    ) -> int:
+        """``http.disconnect``: the client left, or the response was complete.
+
+        Args:
+            reason: What the connection layer says the disconnect means.
+            deadline_passed: The route's deadline passed before it: the request
+                timed out (its write was cut at that deadline), whichever task
+                sees it first.
+        """
         if self.peer_gone:
             return Effect.NONE  # already handled
         effect = self.handle(Event.DISCONNECT)
         if effect is Effect.AWAIT_DELIVERY:
             return effect if self.multiplexed else Effect.NONE
+        if effect and deadline_passed:
+            self.set_outcome(Outcome.TIMED_OUT)
         return self._client_left(effect, reason)
+
+    def on_too_slow(self) -> int:
+        """The client went below its minimum data rate (a write, or the body)."""
+        if self.peer_gone:
+            return Effect.NONE
+        started = self.response_started
+        effect = self.handle(Event.TOO_SLOW)
+        if started:
+            return self._client_left(effect, DisconnectReason.CLIENT_TOO_SLOW)
+        if effect:
+            # Nothing sent yet: the handler is cancelled, the client told 408.
+            self.set_outcome(Outcome.TOO_SLOW)
+            if self.reason is None:
+                self.reason = DisconnectReason.CLIENT_TOO_SLOW
+            if self.body_state is BodyState.EXPECTED:
+                self.body_state = BodyState.CUT
+        return effect
 
     def on_undelivered(
         self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED

@@ -19,6 +19,7 @@ class Outcome(enum.Enum):
     TIMED_OUT = "timed out"
     ABORTED = "aborted"
     TOO_LARGE = "body too large"
+    TOO_SLOW = "client too slow"  # the body came too slowly: answered 408
     FAILED = "failed"
     SHUTDOWN = "cancelled by shutdown"  # the server's graceful period ended first
 

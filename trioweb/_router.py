@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, Literal, TypeVar, final
 
 import attrs
 
+from ._data_rate import MinDataRate
 from ._errors import RouteDefinitionError
 from ._util import describe_callable
 
@@ -50,6 +51,8 @@ class RouteDecorators:
         cancel_on_disconnect: bool = True,
         timeout: float | None = None,
         max_body_size: int | None = None,
+        min_response_rate: MinDataRate | Literal[False] | None = None,
+        min_request_rate: MinDataRate | Literal[False] | None = None,
     ) -> Callable[[H], H]:
         """Route ``methods`` on ``path`` to the decorated handler (or class-based view).
 
@@ -69,6 +72,11 @@ class RouteDecorators:
             timeout: Seconds before the handler is cancelled and the client
                 gets 504.
             max_body_size: This route's request body limit (413 past it).
+            min_response_rate: The slowest a client may read the response
+                before it is abandoned as too slow (default: the app's);
+                False for none, as for a long poll.
+            min_request_rate: The slowest a client may send the request body
+                before it is answered 408 (default: the app's); False for none.
 
         Raises:
             RouteDefinitionError: The path is malformed, a parameter cannot be
@@ -77,7 +85,15 @@ class RouteDecorators:
                 method and path are already routed.
         """
         return self._route_decorator(
-            "route", path, methods, name, status_code, cancel_on_disconnect, timeout, max_body_size
+            "route",
+            path,
+            methods,
+            name,
+            status_code,
+            cancel_on_disconnect,
+            timeout,
+            max_body_size,
+            {"min_response_rate": min_response_rate, "min_request_rate": min_request_rate},
         )
 
     def _route_decorator(
@@ -90,8 +106,15 @@ class RouteDecorators:
         cancel_on_disconnect: bool,
         timeout: float | None,
         max_body_size: int | None,
+        rates: dict[str, MinDataRate | Literal[False] | None],
     ) -> Callable[[H], H]:
         self._check_path(decorator, path)
+        for option, rate in rates.items():
+            if rate is not None and rate is not False and not isinstance(rate, MinDataRate):
+                raise RouteDefinitionError(
+                    f"route {path!r}: {option} must be a trioweb.MinDataRate, False or None, "
+                    f"not {rate!r}"
+                )
         if isinstance(methods, str):
             methods = (methods,)  # not its letters
         method_set = frozenset(method.upper() for method in methods)
@@ -112,6 +135,7 @@ class RouteDecorators:
             "timeout": timeout,
             "max_body_size": max_body_size,
             "status_code": status_code,
+            **rates,
         }
 
         def decorate(handler: H) -> H:

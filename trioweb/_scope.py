@@ -186,6 +186,8 @@ class HTTPExchange(Exchange):
                 handler_cancelled = True
                 self.apply(state.on_shutdown())
             state.handle(Event.FINISH)
+            if self._receiver is not None:
+                self._receiver.release(abnormal=state.outcome is not None)
             # The receiver calls back into this exchange: let go of it, or the
             # pair is a reference cycle only the cyclic GC frees (a watcher
             # still draining keeps it alive until it ends).
@@ -202,14 +204,17 @@ class HTTPExchange(Exchange):
         endpoint = self.endpoint
         timeout = endpoint.timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
-        with trio.CancelScope(deadline=deadline) as cancel_scope:
-            self.cancel_scope = cancel_scope
-            if endpoint.needs_nursery:
-                async with trio.open_nursery() as nursery:
-                    self.nursery = nursery
+        try:
+            with trio.CancelScope(deadline=deadline) as cancel_scope:
+                self.cancel_scope = cancel_scope
+                if endpoint.needs_nursery:
+                    async with trio.open_nursery() as nursery:
+                        self.nursery = nursery
+                        await self._respond(ready)
+                else:
                     await self._respond(ready)
-            else:
-                await self._respond(ready)
+        finally:
+            self.cancel_scope = None  # left: what is sent now (a 504, a 500) is not bound by it
         if cancel_scope.cancelled_caught:
             # Nobody else cancels this scope without saying why: its deadline passed.
             self.state.set_outcome(Outcome.TIMED_OUT)
@@ -274,6 +279,10 @@ class HTTPExchange(Exchange):
             error = HTTPError(504, "the handler did not answer in time")
         elif state.outcome is Outcome.TOO_LARGE:
             error = HTTPError(413, f"the body exceeds {self.endpoint.max_body_size} bytes")
+        elif state.outcome is Outcome.TOO_SLOW:
+            # The rest of the body may still trickle in: the connection cannot be reused.
+            self.close_connection = True
+            error = HTTPError(408, "the request body arrived too slowly")
         else:
             return
         await self._send_framework_response(error)
@@ -335,14 +344,21 @@ class HTTPExchange(Exchange):
     def io(self) -> PendingIO:
         """The body read or response write under way, which cancel_io() cancels."""
         if self._io is None:
-            self._io = PendingIO()
+            self._io = PendingIO(self.endpoint.min_response_rate, self.endpoint.min_request_rate)
         return self._io
 
     @property
     def receiver(self) -> Receiver:
         if self._receiver is None:
-            self._receiver = Receiver(self.receive, self.scope, self.state, self.apply, self.io)
+            self._receiver = Receiver(
+                self.receive, self.scope, self.state, self.apply, self.io, self._expired
+            )
         return self._receiver
+
+    def _expired(self) -> bool:
+        """Whether the route's deadline has passed (its scope was cancelled by it)."""
+        scope = self.cancel_scope
+        return scope is not None and scope.cancel_called and trio.current_time() >= scope.deadline
 
     @property
     def watched(self) -> bool:

@@ -8,8 +8,8 @@ Guards against two hypercorn behaviours:
   response is still being written: the app's task closes the connection
   (``send_eof``, which checkpoints while it holds the stream's send side) as
   the reader's task sends the 400, whose ``send_all`` then raises
-  ``trio.BusyResourceError``. :class:`_TCPServer` closes without the FIN when a
-  send is in progress, so that race is gone; and whatever else escapes
+  ``trio.BusyResourceError``. ``_connection.TCPServer`` closes without the FIN
+  when a send is in progress, so that race is gone; and whatever else escapes
   ``run()`` is contained: logged at WARNING with the peer, the connection
   closed, the server serving on.
 * ``TCPServer.protocol_send`` shields ``send_all``, so no cancel scope reaches
@@ -17,50 +17,31 @@ Guards against two hypercorn behaviours:
   for ever, and a graceful shutdown would never end. :meth:`Connections.abort`
   closes the sockets of the connections still open (with SO_LINGER 0, so the
   client gets a reset and the kernel drops the unsent data); the stuck write
-  then fails with ``ClosedResourceError``, which hypercorn handles.
+  then fails with ``ClosedResourceError``, which hypercorn handles. (A write
+  with a deadline is also cut there: see ``_connection``.)
 
 Invariant: a stream is in ``_live`` exactly while its ``TCPServer.run()`` runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-import struct
 import sys
 from typing import Any, final
 
 import attrs
 import trio
 from hypercorn.config import Config
-from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
+
+from ._connection import ConnectionApp, ServerConnection, TCPServer, reset, socket_of
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger("trioweb")
-
-_LINGER_RESET = struct.pack("ii", 1, 0)  # on close: send RST, drop unsent data
-
-
-class _TCPServer(TCPServer):
-    """hypercorn's TCPServer, whose close does not race a send in progress."""
-
-    async def _close(self) -> None:
-        if self.send_lock.locked():
-            # A send is in progress (another task's, or this one's failed one):
-            # send_eof would collide with it. Closing wakes it with ClosedResourceError.
-            await self.stream.aclose()
-        else:
-            await super()._close()
-
-
-def _socket_of(stream: Any) -> trio.socket.SocketType:
-    # An SSLStream wraps the SocketStream; a SocketStream has the socket.
-    return getattr(stream, "transport_stream", stream).socket  # type: ignore[no-any-return]
 
 
 def _peer(sock: trio.socket.SocketType) -> str:
@@ -102,13 +83,19 @@ class Connections:
             Reaches hypercorn's reads and its app tasks, not its shielded
             writes: :meth:`abort` is what ends those.
         """
-        sock = _socket_of(stream)
+        sock = socket_of(stream)
         peer = _peer(sock)
         self._live.add(stream)
         try:
-            server = _TCPServer(
-                self.app, self.config, self.context, ConnectionState(self.state.copy()), stream
+            connection = ServerConnection(stream)
+            server = TCPServer(
+                ConnectionApp(self.app, connection),
+                self.config,
+                self.context,
+                ConnectionState(self.state.copy()),
+                stream,
             )
+            server.connection = connection
             await server.run()
         except (Exception, BaseExceptionGroup) as error:
             failures, rest = (
@@ -143,7 +130,4 @@ class Connections:
         """Close, with a reset, the socket of every connection still open. Never blocks."""
         self._aborting = True
         for stream in list(self._live):
-            sock = _socket_of(stream)
-            with contextlib.suppress(OSError):  # already closed, or a kind without linger
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            sock.close()  # wakes a task blocked on it with ClosedResourceError
+            reset(socket_of(stream))  # wakes a task blocked on it with ClosedResourceError
