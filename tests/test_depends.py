@@ -714,3 +714,71 @@ def test_depends_checks_its_arguments() -> None:
         Depends(lambda: 0, teardown_timeout=0)
     with pytest.raises(ValueError, match="teardown_timeout"):
         App(teardown_timeout=-1)
+
+
+async def test_app_scoped_dependencies_live_from_startup_to_shutdown() -> None:
+    log: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: App) -> AsyncIterator[None]:
+        log.append("lifespan entered")
+        yield
+        log.append("lifespan left")
+
+    app = App(lifespan=lifespan)
+
+    async def pool(app: App) -> AsyncIterator[str]:
+        log.append("pool up")
+        yield "pool"
+        log.append("pool down")
+
+    async def cache() -> AsyncIterator[str]:
+        log.append("cache up")
+        yield "cache"
+        log.append("cache down")
+
+    async def background() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            log.append("app.nursery drained")
+
+    @app.on_startup
+    async def start() -> None:
+        app.nursery.start_soon(background)
+
+    @app.get("/")
+    async def handler(
+        p: Annotated[str, Depends(pool, scope="app")],
+        c: Annotated[str, Depends(cache, scope="app")],
+    ) -> list[str]:
+        return [p, c]
+
+    async with TestClient(app) as client:
+        assert log == ["lifespan entered", "pool up", "cache up"]
+        assert (await client.get("/")).json() == ["pool", "cache"]
+        assert (await client.get("/")).json() == ["pool", "cache"]  # set up once
+    assert log == [
+        "lifespan entered",
+        "pool up",
+        "cache up",
+        "app.nursery drained",
+        "cache down",
+        "pool down",
+        "lifespan left",
+    ]
+
+
+def test_app_scoped_dependency_takes_the_app_or_nothing() -> None:
+    app = App()
+
+    async def pool(app: App, x: int) -> int:
+        return x
+
+    async def create(p: Annotated[int, Depends(pool, scope="app")]) -> str:
+        return ""
+
+    with pytest.raises(RouteDefinitionError, match=r"create → pool: a scope='app' dependency"):
+        app.get("/")(create)
+    with pytest.raises(ValueError, match="scope"):
+        Depends(pool, scope="session")

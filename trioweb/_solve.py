@@ -196,6 +196,8 @@ async def call_with_dependencies(side: Any) -> Any:
                 teardowns.push(node, generator)
             elif kind is Kind.COROUTINE:
                 results.append(await node.call(**kwargs))
+            elif kind is Kind.APP:
+                results.append(side.app.app_value(node.call))
             else:
                 results.append(await enter(node, kwargs, teardowns))
         handler_kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
