@@ -782,3 +782,29 @@ def test_app_scoped_dependency_takes_the_app_or_nothing() -> None:
         app.get("/")(create)
     with pytest.raises(ValueError, match="scope"):
         Depends(pool, scope="session")
+
+
+async def test_hundreds_of_clients_leaving_at_every_point_each_tear_down_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    app = orders_app(log)
+    count = 300
+    async with TestClient(app) as client:
+
+        async def one(i: int) -> None:
+            async with client.stream("POST", f"/orders?sleep={i % 7}", **ORDER) as call:
+                await trio.sleep(i % 5 + 0.5)  # virtual time: some leave, some finish
+                if not call.response_done:
+                    await call.disconnect()
+                await call.wait_app_done()
+
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+    assert log.count("connect") == count
+    assert log.count("disconnect") == count  # every teardown ran, once
+    commits, rollbacks = log.count("commit"), log.count("rollback (Cancelled)")
+    assert commits + rollbacks == count
+    assert commits > 0
+    assert rollbacks > 0
