@@ -126,30 +126,33 @@ async def test_completed_request_commits_then_gets_201(
     ]
 
 
-async def test_teardown_runs_before_the_response_is_sent() -> None:
+@pytest.mark.parametrize("suspends", [True, False], ids=["awaits", "cannot-suspend"])
+async def test_teardown_runs_before_the_response_is_sent(suspends: bool) -> None:
     app = App()
     log: list[str] = []
-    release = trio.Event()
 
     async def held() -> AsyncIterator[str]:
         yield "value"
-        log.append("teardown started")
-        await release.wait()
+        if suspends:  # the request scope's path; else the no-scope fast path
+            await trio.lowlevel.checkpoint()
         log.append("teardown done")
 
     @app.get("/")
     async def handler(value: Annotated[str, Depends(held)]) -> str:
         return value
 
-    async with TestClient(app) as client, client.stream("GET", "/") as call:
-        await trio.testing.wait_all_tasks_blocked()
-        assert log == ["teardown started"]
-        assert call.status_code is None  # nothing sent while the teardown runs
-        release.set()
-        response = await call.read()
-    assert response.status_code == 200
+    async def spy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def sending(message: dict[str, Any]) -> None:
+            if scope["type"] == "http":
+                log.append(message["type"])
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    async with TestClient(spy) as client:
+        response = await client.get("/")
     assert response.text == "value"
-    assert log == ["teardown started", "teardown done"]
+    assert log == ["teardown done", "http.response.start", "http.response.body"]
 
 
 async def test_handler_exception_is_thrown_into_teardown(
@@ -711,3 +714,97 @@ def test_depends_checks_its_arguments() -> None:
         Depends(lambda: 0, teardown_timeout=0)
     with pytest.raises(ValueError, match="teardown_timeout"):
         App(teardown_timeout=-1)
+
+
+async def test_app_scoped_dependencies_live_from_startup_to_shutdown() -> None:
+    log: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: App) -> AsyncIterator[None]:
+        log.append("lifespan entered")
+        yield
+        log.append("lifespan left")
+
+    app = App(lifespan=lifespan)
+
+    async def pool(app: App) -> AsyncIterator[str]:
+        log.append("pool up")
+        yield "pool"
+        log.append("pool down")
+
+    async def cache() -> AsyncIterator[str]:
+        log.append("cache up")
+        yield "cache"
+        log.append("cache down")
+
+    async def background() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            log.append("app.nursery drained")
+
+    @app.on_startup
+    async def start() -> None:
+        app.nursery.start_soon(background)
+
+    @app.get("/")
+    async def handler(
+        p: Annotated[str, Depends(pool, scope="app")],
+        c: Annotated[str, Depends(cache, scope="app")],
+    ) -> list[str]:
+        return [p, c]
+
+    async with TestClient(app) as client:
+        assert log == ["lifespan entered", "pool up", "cache up"]
+        assert (await client.get("/")).json() == ["pool", "cache"]
+        assert (await client.get("/")).json() == ["pool", "cache"]  # set up once
+    assert log == [
+        "lifespan entered",
+        "pool up",
+        "cache up",
+        "app.nursery drained",
+        "cache down",
+        "pool down",
+        "lifespan left",
+    ]
+
+
+def test_app_scoped_dependency_takes_the_app_or_nothing() -> None:
+    app = App()
+
+    async def pool(app: App, x: int) -> int:
+        return x
+
+    async def create(p: Annotated[int, Depends(pool, scope="app")]) -> str:
+        return ""
+
+    with pytest.raises(RouteDefinitionError, match=r"create → pool: a scope='app' dependency"):
+        app.get("/")(create)
+    with pytest.raises(ValueError, match="scope"):
+        Depends(pool, scope="session")
+
+
+async def test_hundreds_of_clients_leaving_at_every_point_each_tear_down_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    app = orders_app(log)
+    count = 300
+    async with TestClient(app) as client:
+
+        async def one(i: int) -> None:
+            async with client.stream("POST", f"/orders?sleep={i % 7}", **ORDER) as call:
+                await trio.sleep(i % 5 + 0.5)  # virtual time: some leave, some finish
+                if not call.response_done:
+                    await call.disconnect()
+                await call.wait_app_done()
+
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+    assert log.count("connect") == count
+    assert log.count("disconnect") == count  # every teardown ran, once
+    commits, rollbacks = log.count("commit"), log.count("rollback (Cancelled)")
+    assert commits + rollbacks == count
+    assert commits > 0
+    assert rollbacks > 0

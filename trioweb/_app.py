@@ -236,9 +236,9 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         return self._nursery
 
     def _lifespan(self, scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
-        context = self._lifespan_context
+        context = self._lifespan_context and functools.partial(self._lifespan_context, self)
         plan = LifespanPlan(
-            context=None if context is None else functools.partial(context, self),
+            context=self.lifespan_with_dependencies(context),
             on_startup=tuple(self._on_startup),
             on_shutdown=tuple(self._on_shutdown),
             shutdown_grace=self.shutdown_grace,
@@ -352,6 +352,7 @@ def _endpoint(
             teardown_timeout=app.teardown_timeout,
             extra=(*app.dependencies, *declaration.dependencies),
         )
+    app.add_app_scoped(graph)
     return Endpoint(handler, plan, websocket=declaration.websocket, dependencies=graph, **options)
 
 

@@ -37,9 +37,10 @@ and does not mask it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, final
 
 import attrs
@@ -62,6 +63,7 @@ class Kind(enum.IntEnum):
     GENERATOR = 1  # async generator: setup, yield, teardown
     CONTEXT = 2  # async context manager factory
     SYNC = 3  # a plain function that cannot block
+    APP = 4  # scope="app": set up at startup, its value read per request
 
 
 def _kind(call: Callable[..., Any], chain: str) -> Kind:
@@ -118,6 +120,8 @@ class Graph:
     #: Whether any node may yield to Trio: if none does, and neither does the
     #: handler, the request needs no scope (see ``Endpoint.needs_scope``).
     suspends: bool = attrs.field(init=False)
+    #: (dependency, whether it takes the App) of each scope="app" dependency.
+    app_scoped: tuple[tuple[Callable[..., Any], bool], ...] = ()
     _overridden: dict[tuple[Any, ...], Graph] = attrs.field(
         factory=dict, eq=False, repr=False, init=False
     )
@@ -143,6 +147,19 @@ def _suspends(call: Callable[..., Any], kind: Kind) -> bool:
     if kind is Kind.GENERATOR:
         return not never_awaits(call)
     return True  # a context manager's __aenter__/__aexit__: unknown
+
+
+def _app_scoped(call: Callable[..., Any], chain: str) -> tuple[Callable[..., Any], bool]:
+    """(call, whether it takes the App) for a scope="app" dependency: none or one parameter."""
+    try:
+        count = len(inspect.signature(call).parameters)
+    except (TypeError, ValueError):
+        count = 0
+    if count > 1:
+        raise RouteDefinitionError(
+            f"{chain}: a scope='app' dependency runs at startup; it takes the App or nothing"
+        )
+    return call, count == 1
 
 
 def _short(function: Callable[..., Any]) -> str:
@@ -202,6 +219,11 @@ def resolve(
             raise RouteDefinitionError(f"dependency cycle: {here}")
         if marker.cache and call in cached:
             return cached[call]
+        if marker.scope == "app":
+            index = cached[call] = len(nodes)
+            nodes.append(Node(call, describe_callable(call), Kind.APP, (), (), (), 0.0, False))
+            app_scoped.append(_app_scoped(call, here))
+            return index
         kind = _kind(call, here)
         try:
             plan = planner(call)
@@ -233,6 +255,7 @@ def resolve(
         return index
 
     active: list[tuple[Callable[..., Any], str]] = []
+    app_scoped: list[tuple[Callable[..., Any], bool]] = []
     needs: list[tuple[str | None, int]] = [(None, visit(marker, [root])) for marker in extra]
     needs += [(b.name, visit(b.body_type, [root])) for b in wanted]  # type: ignore[arg-type]
     data = collect(root_plan, "", root)
@@ -254,7 +277,8 @@ def resolve(
         assert graph is not None  # the same markers
         return graph
 
-    return Graph(tuple(nodes), BindingPlan(tuple(data_binders)), data, tuple(needs), rebuild)
+    plan = BindingPlan(tuple(data_binders))
+    return Graph(tuple(nodes), plan, data, tuple(needs), rebuild, tuple(app_scoped))
 
 
 class DependencySettings:
@@ -274,6 +298,64 @@ class DependencySettings:
         self.dependencies = tuple(dependencies)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.state = State()
+        self._app_scoped: dict[Callable[..., Any], bool] = {}  # in first-declared order
+        self._app_values: dict[Callable[..., Any], object] = {}
+
+    def add_app_scoped(self, graph: Graph | None) -> None:
+        """Remember the scope="app" dependencies of a route's graph, for startup."""
+        if graph is not None:
+            for call, takes_app in graph.app_scoped:
+                self._app_scoped.setdefault(call, takes_app)
+
+    def app_value(self, call: Callable[..., Any]) -> object:
+        """The value of a scope="app" dependency, set up at startup."""
+        try:
+            return self._app_values[call]
+        except KeyError:
+            raise RuntimeError(
+                f"app-scoped dependency {describe_callable(call)} is not set up: "
+                "the app's lifespan has not started (serve it, or use TestClient)"
+            ) from None
+
+    def lifespan_with_dependencies(
+        self, inner: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None
+    ) -> Callable[[], contextlib.AbstractAsyncContextManager[object]] | None:
+        """The lifespan context, with the scope="app" dependencies inside it."""
+        if not self._app_scoped:
+            return inner
+
+        @contextlib.asynccontextmanager
+        async def context() -> AsyncIterator[None]:
+            async with contextlib.AsyncExitStack() as stack:
+                if inner is not None:
+                    await stack.enter_async_context(inner())
+                stack.callback(self._app_values.clear)
+                for call, takes_app in self._app_scoped.items():
+                    made = call(self) if takes_app else call()
+                    if inspect.isasyncgen(made):
+                        value = await stack.enter_async_context(_generator_context(made))
+                    elif hasattr(made, "__aenter__"):
+                        value = await stack.enter_async_context(made)
+                    else:
+                        value = await made if inspect.isawaitable(made) else made
+                    self._app_values[call] = value
+                yield  # torn down in reverse, after app.nursery has drained
+
+        return context
+
+
+@contextlib.asynccontextmanager
+async def _generator_context(generator: Any) -> AsyncIterator[object]:
+    async with contextlib.aclosing(generator):
+        value = await generator.__anext__()
+        try:
+            yield value
+        except BaseException as error:
+            with contextlib.suppress(StopAsyncIteration):
+                await generator.athrow(error)
+            raise
+        with contextlib.suppress(StopAsyncIteration):
+            await generator.__anext__()
 
 
 def route_graph(

@@ -24,14 +24,20 @@ class Depends:
             default); False runs it at every use.
         teardown_timeout: Seconds its teardown may take, shielded from
             cancellation; None for the app's ``teardown_timeout``.
+        scope: ``"request"`` (the default), or ``"app"``: set up once at startup,
+            inside the lifespan, and torn down at shutdown in reverse order,
+            after ``app.nursery`` has drained. It takes no parameter but the App.
     """
 
     dependency: Callable[..., Any]
     cache: bool = True
     teardown_timeout: float | None = None
+    scope: str = "request"
 
     def __attrs_post_init__(self) -> None:
         if not callable(self.dependency):
             raise TypeError(f"Depends() needs a callable, not {self.dependency!r}")
+        if self.scope not in ("request", "app"):
+            raise ValueError(f"Depends(scope=...) is 'request' or 'app', not {self.scope!r}")
         if self.teardown_timeout is not None and not self.teardown_timeout > 0:
             raise ValueError("teardown_timeout must be a positive number of seconds")

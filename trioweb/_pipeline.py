@@ -20,7 +20,7 @@ from ._endpoint import Endpoint, Hooks
 from ._errors import HTTPError
 from ._files import FileResponse
 from ._response import Response, StreamingResponse, error_response, to_response
-from ._solve import Teardowns, solve
+from ._solve import Teardowns, call_with_dependencies
 
 AnyResponse = Response | StreamingResponse | FileResponse
 
@@ -114,40 +114,6 @@ async def run_pipeline(side: PipelineSide) -> AnyResponse:
         status = None
     response = to_response(result, status)
     return await after_hooks(side, response) if hooks.after_request else response
-
-
-async def call_with_dependencies(side: PipelineSide) -> AnyResponse:
-    """Set up the handler's dependencies, call it, and tear them down (see ``_depends``).
-
-    For a plain response the teardowns run here, before it is sent; for a
-    stream or a file they are left on ``side.teardowns`` for after its last byte.
-
-    Raises:
-        Exception: What the handler or a dependency raised (thrown into each
-            generator's teardown first), or a teardown's failure.
-
-    Cancellation:
-        Anywhere in setup or the handler; teardowns still run, shielded.
-    """
-    endpoint = side.endpoint
-    graph = endpoint.dependencies
-    assert graph is not None
-    overrides = getattr(side.app, "dependency_overrides", None)
-    if overrides:
-        graph = graph.with_overrides(overrides)
-    teardowns = Teardowns()
-    try:
-        body = await side.read_body() if graph.plan.needs_body else None
-        kwargs = await solve(side, graph, body, teardowns)
-        response = to_response(await endpoint.handler(**kwargs), endpoint.status_code)
-    except BaseException as error:
-        await teardowns.unwind(error)
-        raise
-    if isinstance(response, Response):
-        await teardowns.unwind(None)
-    else:
-        side.teardowns = teardowns
-    return response
 
 
 async def answer_error(side: PipelineSide, error: Exception) -> object:

@@ -52,13 +52,12 @@ from ._outcome import DisconnectReason, Outcome
 from ._pipeline import (
     AnyResponse,
     answer_status,
-    call_with_dependencies,
     request_data,
     run_pipeline,
 )
 from ._request import Request
 from ._response import Response, error_response, to_response
-from ._solve import Teardowns
+from ._solve import Teardowns, call_with_dependencies
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

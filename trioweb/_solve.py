@@ -14,6 +14,7 @@ import trio
 
 from ._depends import Graph, Kind, Node
 from ._getters import extract
+from ._response import Response, to_response
 
 logger = logging.getLogger("trioweb")
 
@@ -147,52 +148,70 @@ async def enter(node: Node, kwargs: dict[str, object], teardowns: Teardowns) -> 
     return made
 
 
-async def solve(
-    side: Any, graph: Graph, body: bytes | None, teardowns: Teardowns
-) -> dict[str, object]:
-    """Set up the graph's dependencies, in order, and return the handler's kwargs.
+async def call_with_dependencies(side: Any) -> Any:
+    """Set up the handler's dependencies, call it, and tear them down.
+
+    For a plain response the teardowns run here, before it is sent; for a
+    stream or a file they are left on ``side.teardowns`` for after its last
+    byte. Per request, this only loops over what was decided at declaration;
+    the common kinds are written out here, a frame less per dependency.
 
     Raises:
         HTTPError: 400, 415 or 422 for bad data anywhere in the graph (before
             any dependency runs).
+        Exception: What the handler or a dependency raised (thrown into each
+            generator's teardown first), or a teardown's failure.
 
     Cancellation:
-        Whatever the dependencies await; those set up so far are on ``teardowns``.
+        Anywhere in setup or the handler; teardowns still run, shielded.
     """
-    if graph.plan.getters:
-        scope = side.scope
-        values = extract(
-            graph.plan,
-            query_string=scope.get("query_string", b""),
-            raw_headers=scope.get("headers", ()),
-            body=body,
-        )
-    results: list[object] = []
-    # Per request, only loops over what was decided; the common kinds written
-    # out here (a frame less per dependency: this is the hot path).
-    for node in graph.nodes:
-        kwargs = {name: get(side) for name, get in node.getters} if node.getters else {}
-        for name, key in node.data:
-            kwargs[name] = values[key]
-        for name, index in node.needs:
-            kwargs[name] = results[index]
-        kind = node.kind
-        if kind is Kind.GENERATOR:
-            generator = node.call(**kwargs)
-            try:
-                results.append(await generator.__anext__())
-            except StopAsyncIteration:
-                raise RuntimeError(f"dependency {node.name} did not yield") from None
-            teardowns.push(node, generator)
-        elif kind is Kind.COROUTINE:
-            results.append(await node.call(**kwargs))
-        else:
-            results.append(await enter(node, kwargs, teardowns))
     endpoint = side.endpoint
-    handler_kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
-    for name, key in graph.data:
-        handler_kwargs[name] = values[key]
-    for param, index in graph.needs:
-        if param is not None:
-            handler_kwargs[param] = results[index]
-    return handler_kwargs
+    graph: Graph = endpoint.dependencies
+    if side.app.dependency_overrides:
+        graph = graph.with_overrides(side.app.dependency_overrides)
+    teardowns = Teardowns()
+    try:
+        if graph.plan.getters:
+            scope = side.scope
+            values = extract(
+                graph.plan,
+                query_string=scope.get("query_string", b""),
+                raw_headers=scope.get("headers", ()),
+                body=await side.read_body() if graph.plan.needs_body else None,
+            )
+        results: list[object] = []
+        for node in graph.nodes:
+            kwargs = {name: get(side) for name, get in node.getters} if node.getters else {}
+            for name, key in node.data:
+                kwargs[name] = values[key]
+            for name, index in node.needs:
+                kwargs[name] = results[index]
+            kind = node.kind
+            if kind is Kind.GENERATOR:
+                generator = node.call(**kwargs)
+                try:
+                    results.append(await generator.__anext__())
+                except StopAsyncIteration:
+                    raise RuntimeError(f"dependency {node.name} did not yield") from None
+                teardowns.push(node, generator)
+            elif kind is Kind.COROUTINE:
+                results.append(await node.call(**kwargs))
+            elif kind is Kind.APP:
+                results.append(side.app.app_value(node.call))
+            else:
+                results.append(await enter(node, kwargs, teardowns))
+        handler_kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
+        for name, key in graph.data:
+            handler_kwargs[name] = values[key]
+        for param, index in graph.needs:
+            if param is not None:
+                handler_kwargs[param] = results[index]
+        response = to_response(await endpoint.handler(**handler_kwargs), endpoint.status_code)
+    except BaseException as error:
+        await teardowns.unwind(error)
+        raise
+    if isinstance(response, Response):
+        await teardowns.unwind(None)
+    else:
+        side.teardowns = teardowns
+    return response
