@@ -199,8 +199,6 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
 
     # ---- lifespan ----
 
-    # ---- lifespan ----
-
     @property
     def shutting_down(self) -> bool:
         """Whether the server has begun a graceful shutdown (see :meth:`shutdown_started`)."""
