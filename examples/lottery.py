@@ -20,12 +20,14 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 import attrs
 import trio
 import trio.lowlevel
 
-from trioweb import App, DisconnectToken, HTTPError, Request, Response
+from trioweb import App, Depends, DisconnectToken, HTTPError, Request, Response
 
 logger = logging.getLogger("lottery")
 
@@ -122,11 +124,40 @@ TICKETS: dict[int, Ticket] = {}
 _ticket_ids = itertools.count(1)
 
 
+@attrs.define
+class TicketBook:
+    """The tickets a request sells, kept apart until the request commits them."""
+
+    pending: list[Ticket] = attrs.Factory(list)
+
+    def sell(self, ticket: Ticket) -> None:
+        self.pending.append(ticket)
+
+
+async def ticket_book() -> AsyncIterator[TicketBook]:
+    """A transaction over the ticket store: commit after the handler, or roll back.
+
+    Its teardown runs before the response is sent (so the client never sees a
+    ticket that was not stored), shielded from a disconnect, and on an error
+    or a cancellation nothing is stored.
+    """
+    book = TicketBook()
+    try:
+        yield book
+    except BaseException:
+        book.pending.clear()  # roll back
+        raise
+    for ticket in book.pending:  # commit
+        TICKETS[ticket.id] = ticket
+
+
 @app.post("/api/tickets")
-async def buy_ticket(order: TicketIn) -> Ticket:
+async def buy_ticket(
+    order: TicketIn, book: Annotated[TicketBook, Depends(ticket_book)]
+) -> Ticket:
     """Sell a ticket: the JSON body is checked against ``TicketIn`` before this runs."""
     ticket = Ticket(next(_ticket_ids), order.holder, sorted(order.numbers))
-    TICKETS[ticket.id] = ticket
+    book.sell(ticket)
     return ticket
 
 

@@ -8,6 +8,7 @@ pytest-trio. The tutorial (docs/tutorial.rst) shows these tests one by one.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -117,3 +118,21 @@ async def test_over_the_wire(live_server: Server) -> None:
                 response += chunk
     assert response.startswith(b"HTTP/1.1 200")
     assert b'target="_blank"' in response
+
+
+async def test_a_ticket_is_stored_only_when_its_request_commits(client: TestClient) -> None:
+    from examples import lottery
+
+    async def broken_book() -> AsyncIterator[lottery.TicketBook]:
+        async for book in lottery.ticket_book():  # the real one, failing after the handler
+            yield book
+            raise RuntimeError("the store went away")
+
+    before = dict(lottery.TICKETS)
+    lottery.app.dependency_overrides[lottery.ticket_book] = broken_book
+    try:
+        r = await client.post("/api/tickets", json={"holder": "Bo", "numbers": [4, 5, 6]})
+    finally:
+        del lottery.app.dependency_overrides[lottery.ticket_book]
+    assert r.status_code == 500  # the failed commit is an error, never a ticket
+    assert lottery.TICKETS == before
