@@ -1,7 +1,9 @@
 """The apps the over-the-wire benchmarks load, each served by hypercorn's Trio worker.
 
-Run one: ``python benchmarks/servers.py NAME``; it prints ``PORT <n>`` once it
-listens on 127.0.0.1 (a port the OS chose) and serves until terminated.
+Run one: ``python benchmarks/servers.py NAME [--host ADDRESS] [--trioweb-serve]``;
+it prints ``PORT <n>`` once it listens on 127.0.0.1 (or ADDRESS), on a port the
+OS chose, and serves until terminated. ``--trioweb-serve`` serves the app with
+``trioweb.serve`` and its default settings instead of ``hypercorn.trio.serve``.
 
 Every app answers the same routes:
 
@@ -12,25 +14,41 @@ Every app answers the same routes:
   records ``time.monotonic()`` under K. ``CLOCK_MONOTONIC`` is one clock for
   every process on the machine, so the client can subtract its own close time.
 * ``GET /stats`` -> ``{"active": held now, "cancelled": {K: t}, "tasks": n,
-  "rss_kib": n}``.
+  "rss_kib": n, "seen": {K: record}}``.
+
+The three frameworks (not the bare callables) also answer the slow-client
+routes of ``benchmarks/slow.py``. Each records, under K in ``seen``, when its
+handler began (``entered``), when it ended (``ended``) and how (``how``: the
+exception it saw, or ``returned``), and for trioweb the token's ``reason``:
+
+* ``GET /idle?id=K`` holds the request, like ``/hold``;
+* ``GET /stream?id=K`` streams up to 1 GiB in 64 KiB chunks, counting the
+  ``bytes`` it handed over, its generator's ``finally`` being its end;
+* ``POST /upload?id=K`` reads the whole request body.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import resource
-import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+# At module level: trioweb resolves its handlers' annotations in their module.
+from trioweb import App, DisconnectToken, Request, StreamingResponse
+
 ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 HOLD = 600.0  # seconds a held request waits: far longer than any benchmark
+CHUNK = 64 * 1024  # bytes per chunk of /stream
+STREAM = 1024**3  # bytes /stream offers at most: far more than any buffer
 
 
 class Holds:
@@ -39,6 +57,41 @@ class Holds:
     def __init__(self) -> None:
         self.active = 0
         self.cancelled: dict[str, float] = {}
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    @contextmanager
+    def watch(
+        self, key: str, reason: Callable[[], object] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Record when and how the handler (or its stream) under ``key`` began and ended."""
+        record: dict[str, Any] = {"entered": time.monotonic()}
+        self.seen[key] = record
+        try:
+            yield record
+        except BaseException as error:  # Cancelled, GeneratorExit, a framework's own
+            record["how"] = type(error).__name__
+            raise
+        else:
+            record["how"] = "returned"
+        finally:
+            record["ended"] = time.monotonic()
+            said = None if reason is None else reason()
+            if said is not None:  # a DisconnectReason: its text, as the log line says it
+                record["reason"] = str(getattr(said, "value", said))
+
+    async def idle(self, key: str, reason: Callable[[], object] | None = None) -> None:
+        with self.watch(key, reason):
+            await trio.sleep(HOLD)
+
+    async def stream(
+        self, key: str, reason: Callable[[], object] | None = None
+    ) -> AsyncIterator[bytes]:
+        with self.watch(key, reason) as record:
+            record["bytes"] = 0
+            chunk = b"s" * CHUNK
+            while record["bytes"] < STREAM:
+                record["bytes"] += CHUNK  # handed to the framework, sent or not
+                yield chunk
 
     async def hold(self, key: str) -> None:
         self.active += 1
@@ -59,6 +112,7 @@ class Holds:
                 "tasks": names.total(),
                 "most_common_tasks": names.most_common(4),
                 "rss_kib": rss_kib(),
+                "seen": self.seen,
             }
         ).encode()
 
@@ -141,8 +195,6 @@ def bare_app(holds: Holds, *, nursery_watcher: bool = False) -> ASGI:
 
 
 def trioweb_app(holds: Holds) -> ASGI:
-    from trioweb import App
-
     app = App()
 
     @app.get("/plain")
@@ -166,13 +218,30 @@ def trioweb_app(holds: Holds) -> ASGI:
     async def stats() -> bytes:
         return holds.stats()
 
+    @app.get("/idle")
+    async def idle(token: DisconnectToken, id: str = "") -> None:
+        await holds.idle(id, lambda: token.reason)
+
+    @app.get("/stream")
+    async def stream(token: DisconnectToken, id: str = "") -> StreamingResponse:
+        return StreamingResponse(holds.stream(id, lambda: token.reason))
+
+    @app.post("/upload")
+    async def upload(request: Request, token: DisconnectToken, id: str = "") -> str:
+        with holds.watch(id, lambda: token.reason):
+            return f"{len(await request.body())} bytes"
+
     return app
 
 
 def starlette_app(holds: Holds) -> ASGI:
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.responses import (
+        JSONResponse,
+        PlainTextResponse,
+        Response,
+        StreamingResponse,
+    )
     from starlette.routing import Route
 
     async def plain(request: Request) -> PlainTextResponse:
@@ -192,6 +261,17 @@ def starlette_app(holds: Holds) -> ASGI:
     async def stats(request: Request) -> Response:
         return Response(holds.stats(), media_type="application/json")
 
+    async def idle(request: Request) -> Response:
+        await holds.idle(request.query_params.get("id", ""))
+        return Response(b"")
+
+    async def stream(request: Request) -> StreamingResponse:
+        return StreamingResponse(holds.stream(request.query_params.get("id", "")))
+
+    async def upload(request: Request) -> PlainTextResponse:
+        with holds.watch(request.query_params.get("id", "")):
+            return PlainTextResponse(f"{len(await request.body())} bytes")
+
     return Starlette(
         routes=[
             Route("/plain", plain),
@@ -199,6 +279,9 @@ def starlette_app(holds: Holds) -> ASGI:
             Route("/items/{item_id:int}", item),
             Route("/hold", hold),
             Route("/stats", stats),
+            Route("/idle", idle),
+            Route("/stream", stream),
+            Route("/upload", upload, methods=["POST"]),
         ]
     )
 
@@ -231,6 +314,20 @@ def quart_trio_app(holds: Holds) -> ASGI:
     async def stats() -> tuple[bytes, int, dict[str, str]]:
         return holds.stats(), 200, {"content-type": "application/json"}
 
+    @app.route("/idle")
+    async def idle() -> str:
+        await holds.idle(request.args.get("id", ""))
+        return ""
+
+    @app.route("/stream")
+    async def stream() -> AsyncIterator[bytes]:
+        return holds.stream(request.args.get("id", ""))
+
+    @app.route("/upload", methods=["POST"])
+    async def upload() -> str:
+        with holds.watch(request.args.get("id", "")):
+            return f"{len(await request.get_data())} bytes"
+
     return cast(ASGI, app)
 
 
@@ -243,15 +340,23 @@ APPS: dict[str, Callable[[Holds], ASGI]] = {
 }
 
 
-async def main(name: str) -> None:
+async def main(name: str, host: str, trioweb_serve: bool) -> None:
+    app = APPS[name](Holds())
+    if trioweb_serve:
+        from trioweb import Server
+        from trioweb import serve as serve_trioweb
+
+        async with trio.open_nursery() as nursery:
+            server: Server = await nursery.start(serve_trioweb, app, host, 0)  # its defaults
+            print("PORT", server.port, flush=True)
+        return
     config = Config()
-    config.bind = ["127.0.0.1:0"]
+    config.bind = [f"{host}:0"]
     config.backlog = 4096  # thousands of clients connect at once in the scale run
     config.read_timeout = None  # it fires false disconnects
     config.accesslog = None
     config.errorlog = None
     config.graceful_timeout = 0.5
-    app = APPS[name](Holds())
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(serve, app, config)
         print("PORT", binds[0].rpartition(":")[2], flush=True)
@@ -260,4 +365,9 @@ async def main(name: str) -> None:
 if __name__ == "__main__":
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    trio.run(main, sys.argv[1])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("name", choices=sorted(APPS))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--trioweb-serve", action="store_true", help="serve with trioweb.serve")
+    args = parser.parse_args()
+    trio.run(main, args.name, args.host, args.trioweb_serve)

@@ -2,7 +2,7 @@
 
 Run: ``bash benchmarks/setup.sh && .venv/bin/python benchmarks/wire.py``
 
-Four parts, each a table (``--parts`` picks some):
+Five parts, each a table (``--parts`` picks some):
 
 1. throughput: wrk (1 thread, 32 connections) against a plain-text and a JSON
    route, and a plain-text route whose handler waits once (one checkpoint, so
@@ -17,6 +17,9 @@ Four parts, each a table (``--parts`` picks some):
    then every client closes at once: the time until every handler was
    cancelled, and whether the task count is back to its baseline.
 4. callbacks: a DisconnectToken with 10,000 callbacks is set; the dispatch time.
+5. slow: clients that vanish (network namespaces, so root), stall or trickle;
+   trioweb on ``trioweb.serve`` against Starlette and quart-trio on plain
+   hypercorn, each scenario bounded by ``--slow-bound`` (see ``slow.py``).
 
 Every server is a child process on 127.0.0.1, on a port the OS chose; each
 loop is bounded in count and time, and only the processes started here are
@@ -415,16 +418,23 @@ async def main(args: argparse.Namespace) -> None:
             flush=True,
         )
     if "callbacks" in parts:
-        print(await callbacks(), flush=True)
+        print(await callbacks(), "\n", flush=True)
+    if "slow" in parts:
+        from slow import slow_clients
+
+        print(await slow_clients(args.slow_bound), flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--parts", default="throughput,latency,scale,callbacks")
+    parser.add_argument("--parts", default="throughput,latency,scale,callbacks,slow")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds")
     parser.add_argument("--disconnects", type=int, default=1000)
     parser.add_argument("--held", type=int, default=10_000)
     parser.add_argument("--storms", type=int, default=3, help="scale runs per app (median)")
+    parser.add_argument(
+        "--slow-bound", type=float, default=40.0, help="seconds each slow-client scenario waits"
+    )
     trio.run(main, parser.parse_args())
