@@ -191,9 +191,7 @@ def create_app(ledger: Ledger | None = None, *, timeout: float = TIMEOUT) -> App
             raise HTTPError(499, "the client left before paying")  # nothing staged, nothing moves
         try:
             async with trioweb.shielded(timeout=2):
-                return await tx.transfer(
-                    payment.key, payment.source, payment.target, payment.cents
-                )
+                return await tx.transfer(payment.key, payment.source, payment.target, payment.cents)
         except InsufficientFunds:
             raise HTTPError(402, f"{payment.source} cannot pay {payment.cents}") from None
 
