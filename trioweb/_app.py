@@ -234,6 +234,7 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         return self._nursery
 
     def _lifespan(self, scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
+        self._shutting_down = False  # a new run of the app (served again, another test client)
         context = self._lifespan_context and functools.partial(self._lifespan_context, self)
         plan = LifespanPlan(
             context=self.lifespan_with_dependencies(context),

@@ -130,6 +130,15 @@ class ServerConnection:
         self.closed = True
         reset(self._sock)
 
+    def shut_down(self) -> None:
+        """The shutdown's deadline passed with the connection still open: reset it.
+
+        A write stuck until now fails, and its request is abandoned because the
+        server shuts down (unless its client had left or been cut already).
+        """
+        self._reason = self._reason or DisconnectReason.SERVER_SHUTDOWN
+        self.abort()
+
     def cut(self) -> None:
         """A write ran past its deadline: the client did not take the bytes in time."""
         self._reason = self._reason or DisconnectReason.CLIENT_TOO_SLOW
