@@ -107,8 +107,10 @@ async def test_shutdown_reaches_every_request(caplog: pytest.LogCaptureFixture) 
     assert len(lines) == 60  # one line each, naming the reason
     cancelled = [line for line in lines if line.startswith("GET /long cancelled: ")]
     assert len(cancelled) == 40
-    assert all(line.startswith("GET /long cancelled: server shutting down after") for line in cancelled)
+    long_line = "GET /long cancelled: server shutting down after"
+    assert all(line.startswith(long_line) for line in cancelled)
     closed = [line for line in lines if line.startswith("WEBSOCKET /ws ended: ")]
     assert len(closed) == 20  # the WebSockets ended by themselves, after the 1001
-    assert all(line.startswith("WEBSOCKET /ws ended: server shutting down after") for line in closed)
+    ws_line = "WEBSOCKET /ws ended: server shutting down after"
+    assert all(line.startswith(ws_line) for line in closed)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -34,6 +34,7 @@ from ._websocket import WebSocket, WebSocketState
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
+
 class LiveWebSockets(set["WebSocketExchange"]):
     """The open WebSocket sessions of an app, so that a shutdown can reach each one."""
 
