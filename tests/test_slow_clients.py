@@ -193,6 +193,10 @@ async def test_the_route_timeout_ends_a_stuck_write_and_is_logged_as_timed_out(
         [line] = [r.getMessage() for r in caplog.records if "/long-poll" in r.getMessage()]
         assert "ended after 2." in line, line
         assert line.endswith(": timed out"), line
+        # The write was cut at the deadline and the connection reset under it:
+        # the token is set, saying so, but the request's outcome stays the timeout.
+        [ended] = probe.record
+        assert ended.startswith(f"long poll ended: {DisconnectReason.CLIENT_TOO_SLOW},"), ended
     finally:
         client.close()
 

@@ -104,9 +104,11 @@ class WebSocketExchange(Exchange):
             self._nursery = None
             if self.sessions is not None:
                 self.sessions.discard(self)
-            if not ended and self.shutting_down() and self._outcome is None:
+            if not ended and self.shutting_down():
+                # Cancelled from outside: the server's graceful period is over.
                 handler_cancelled = True
-                self._abandon(Outcome.SHUTDOWN, DisconnectReason.SERVER_SHUTDOWN)
+                if self._outcome is None:
+                    self._abandon(Outcome.SHUTDOWN, DisconnectReason.SERVER_SHUTDOWN)
             websocket._dispose()
             self.finish(self._outcome, handler_cancelled, quiet=not handler_cancelled)
 
