@@ -5,6 +5,14 @@ first use, tripped and disposed only here, on the Trio thread), carries out
 the effects its state machine asks for, and ends with :meth:`Exchange.finish`:
 the token is disposed, one log line says how the request ended, and a test
 client that asked (the ``trioweb.outcome`` scope extension) is told.
+
+The log line of an abandoned request names the token's reason, which is the
+first one (:class:`~trioweb.DisconnectReason`):
+``GET /x cancelled: client too slow after 3.01s`` when the handler was
+cancelled, ``... ended: <reason> after ...`` when it ended by itself, and
+``... ran to completion after the client disconnected ...`` on a route that
+does not cancel on a disconnect. A request nobody abandoned says its outcome:
+``GET /x ended after 2.00s: timed out``.
 """
 
 from __future__ import annotations
