@@ -66,10 +66,16 @@ class DisconnectReason(enum.Enum):
     What sets no token at all: a response that was complete (a disconnect
     while the final body message is in the server's hands counts as
     complete over HTTP/1.1), a route's ``timeout`` (answered 504), a body or
-    WebSocket message over its limit (413, or close 1009). A timeout stays
-    the request's outcome if the client leaves after it, or its stuck write
-    is cut at the deadline: the log line says "timed out", and the token,
-    set because the connection is gone, says why it went.
+    WebSocket message over its limit (413, or close 1009), ``cancel_io()``.
+    A timeout stays the request's outcome, and its log line says "timed
+    out", if the client leaves after it or its write is found stuck at the
+    deadline; the token is then set all the same, since the client is gone,
+    with the reason it went (:attr:`CLIENT_TOO_SLOW` for a write the
+    deadline cut).
+
+    ``trioweb.testing`` can cause every reason an app can observe:
+    ``disconnect(reason=...)`` on a call or a WebSocket session,
+    ``TestClient.shutdown()``, and the app's own ``abort()``.
     """
 
     CLIENT_DISCONNECTED = "client disconnected"
