@@ -20,6 +20,7 @@ import functools
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import attrs
 import pytest
@@ -270,6 +271,58 @@ async def test_a_websocket_shutdown_sends_1001_and_a_session_that_answers_ends_b
     assert reasons == [R.SERVER_SHUTDOWN]
     [line] = lines_about(caplog, "WEBSOCKET /echo")
     assert line.startswith("WEBSOCKET /echo ended: server shutting down after"), line
+
+
+async def test_hundreds_leaving_each_their_way_then_a_shutdown(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.INFO, "trioweb")
+    app = App()
+    reasons: dict[int, list[DisconnectReason | None]] = {}
+    ways = [R.CLIENT_DISCONNECTED, R.STREAM_RESET, R.CLIENT_TOO_SLOW, R.CONNECTION_TIMED_OUT]
+
+    @app.get("/wait/{n:int}")
+    async def wait(n: int, token: DisconnectToken) -> None:
+        reasons[n] = []
+        token.register(lambda: reasons[n].append(token.reason))
+        await trio.sleep_forever()
+
+    async with TestClient(app) as client:
+        baseline = len(live_tasks())
+        async with AsyncExitStack() as stack:
+            calls = [
+                await stack.enter_async_context(client.stream("GET", f"/wait/{n}"))
+                for n in range(400)
+            ]
+            await trio.testing.wait_all_tasks_blocked()
+            async with trio.open_nursery() as nursery:
+                for n, call in enumerate(calls[:300]):  # leave all at once, in four ways
+                    nursery.start_soon(call.disconnect, ways[n % 4])
+            await client.shutdown(graceful_timeout=1)  # the last 100 were still there
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(live_tasks()) == baseline  # no watcher, no reader left behind
+    expected = {n: [ways[n % 4] if n < 300 else R.SERVER_SHUTDOWN] for n in range(400)}
+    assert reasons == expected
+    said: dict[int, list[DisconnectReason | None]] = {}  # one line each, naming its reason
+    for line in lines_about(caplog, "GET /wait/"):
+        number, _, rest = line.removeprefix("GET /wait/").partition(" cancelled: ")
+        assert int(number) not in said, line
+        said[int(number)] = [R(rest.rpartition(" after ")[0])]
+    assert said == expected
+
+
+def live_tasks() -> list[trio.lowlevel.Task]:
+    """Every task of this Trio run."""
+    found: list[trio.lowlevel.Task] = []
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    pending = [root]
+    while pending:
+        task = pending.pop()
+        found.append(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return found
 
 
 # ---- what a client cannot cause ----
