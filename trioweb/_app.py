@@ -210,10 +210,9 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         From then on, a request still running when the server's graceful
         period ends is cancelled by shutdown: its token is set with
         :attr:`~trioweb.DisconnectReason.SERVER_SHUTDOWN`, and one INFO line
-        names it (``GET /long cancelled: server shutting down after 5.00s``).
-        Every open WebSocket gets its token set and a 1001 "going away" close
-        at once, so that its client can leave cleanly in time. A server other
-        than trioweb's (or ``TestClient.shutdown()``) may call it too.
+        names it. Every open WebSocket gets its token set and a 1001 "going
+        away" close at once, so that its client can leave cleanly in time.
+        Another server (or ``TestClient.shutdown()``) may call it too.
         """
         self._shutting_down = True
         self._websockets.going_away()
