@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from examples.lottery import app as lottery_app
-from trioweb import App, Server
+from trioweb import App, DisconnectReason, Server
 from trioweb.testing import TestClient
 
 
@@ -52,6 +52,45 @@ async def test_leaving_cancels(
     assert "client left: the draw was called off" in messages  # the token's callback ran
     assert not any(m.startswith("drew lucky number") for m in messages)  # never completed
     assert any(m.startswith("GET /lottery cancelled: client disconnected") for m in messages)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        DisconnectReason.CLIENT_DISCONNECTED,  # closed the tab
+        DisconnectReason.STREAM_RESET,  # an HTTP/2 browser cancelled the one request
+        DisconnectReason.CLIENT_TOO_SLOW,  # stopped reading
+        DisconnectReason.CONNECTION_TIMED_OUT,  # the laptop lid shut: a dead peer
+    ],
+)
+async def test_each_way_of_leaving_is_said(
+    client: TestClient,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    reason: DisconnectReason,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with client.stream("GET", "/lottery") as call:
+        await trio.sleep(0.7)
+        await call.disconnect(reason=reason)
+    assert call.handler_cancelled
+    assert any(
+        m.startswith(f"GET /lottery cancelled: {reason.value} after") for m in caplog.messages
+    )
+
+
+async def test_a_shutdown_calls_the_draw_off(
+    client: TestClient, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with client.stream("GET", "/lottery") as call:
+        await trio.sleep(0.7)
+        await client.shutdown(graceful_timeout=1)  # as serve() on SIGTERM: the draw needs 2.5 s
+    assert call.handler_cancelled
+    assert "client left: the draw was called off" in caplog.messages  # the token was set
+    assert any(
+        m.startswith("GET /lottery cancelled: server shutting down") for m in caplog.messages
+    )
 
 
 async def test_class_based_view(client: TestClient, autojump_clock: trio.testing.MockClock) -> None:

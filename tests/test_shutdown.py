@@ -5,7 +5,7 @@ WebSockets, over a real hypercorn, when the server is told to shut down:
 
 * the short requests complete;
 * the long ones are cancelled, each with its token set (reason: server
-  shutting down) and one INFO line saying "cancelled by shutdown";
+  shutting down) and one INFO line naming it ("cancelled: server shutting down");
 * every WebSocket client receives a 1001 "going away" close;
 * ``serve()`` returns within ``graceful_timeout + shutdown_grace + 2 s``.
 """
@@ -103,9 +103,14 @@ async def test_shutdown_reaches_every_request(caplog: pytest.LogCaptureFixture) 
     assert statuses["long"] == [0] * 40  # cut: no complete response
     assert close_codes == [1001] * 20
     assert reasons == [DisconnectReason.SERVER_SHUTDOWN] * 60
-    lines = [r.getMessage() for r in caplog.records if "cancelled by shutdown" in r.getMessage()]
-    assert len(lines) == 40
-    assert all(line.startswith("GET /long cancelled by shutdown after") for line in lines)
-    closed = [r.getMessage() for r in caplog.records if "closed by shutdown" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "server shutting down" in r.getMessage()]
+    assert len(lines) == 60  # one line each, naming the reason
+    cancelled = [line for line in lines if line.startswith("GET /long cancelled: ")]
+    assert len(cancelled) == 40
+    long_line = "GET /long cancelled: server shutting down after"
+    assert all(line.startswith(long_line) for line in cancelled)
+    closed = [line for line in lines if line.startswith("WEBSOCKET /ws ended: ")]
     assert len(closed) == 20  # the WebSockets ended by themselves, after the 1001
+    ws_line = "WEBSOCKET /ws ended: server shutting down after"
+    assert all(line.startswith(ws_line) for line in closed)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

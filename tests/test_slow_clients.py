@@ -193,6 +193,10 @@ async def test_the_route_timeout_ends_a_stuck_write_and_is_logged_as_timed_out(
         [line] = [r.getMessage() for r in caplog.records if "/long-poll" in r.getMessage()]
         assert "ended after 2." in line, line
         assert line.endswith(": timed out"), line
+        # The write was cut at the deadline and the connection reset under it:
+        # the token is set, saying so, but the request's outcome stays the timeout.
+        [ended] = probe.record
+        assert ended.startswith(f"long poll ended: {DisconnectReason.CLIENT_TOO_SLOW},"), ended
     finally:
         client.close()
 
@@ -231,10 +235,8 @@ async def test_a_1_byte_per_second_upload_gets_408_while_others_are_served(
     assert answer == [408]
     assert trio.current_time() - started < 4
     assert probe.record == [f"upload ended: {DisconnectReason.CLIENT_TOO_SLOW}"]
-    assert any(
-        "POST /upload ended after" in r.getMessage() and r.getMessage().endswith("client too slow")
-        for r in caplog.records
-    )
+    [line] = [r.getMessage() for r in caplog.records if "POST /upload" in r.getMessage()]
+    assert line.startswith("POST /upload cancelled: client too slow after 1."), line
     await stream.aclose()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import pytest
@@ -12,6 +13,7 @@ from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, 
 
 from trioweb import (
     App,
+    DisconnectReason,
     DisconnectToken,
     Header,
     RouteDefinitionError,
@@ -118,6 +120,7 @@ def app(probe: Probe) -> App:
     async def busy(ws: WebSocket, token: DisconnectToken, nursery: trio.Nursery) -> None:
         await ws.accept()
         token.register(probe.record.append, "token set")
+        probe.objects.append(token)
         nursery.start_soon(probe.child)
         await probe.hold(10)
 
@@ -265,8 +268,9 @@ async def test_echo_and_client_close_ends_async_for(server: Server, probe: Probe
 
 
 async def test_client_drop_cancels_handler_and_child_and_sets_token(
-    server: Server, probe: Probe
+    server: Server, probe: Probe, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "trioweb")
     client, answer = await RawWebSocket.connect(server.port, "/busy")
     assert isinstance(answer, AcceptConnection)
     with trio.fail_after(5):
@@ -278,6 +282,10 @@ async def test_client_drop_cancels_handler_and_child_and_sets_token(
     # The token is set first; the two cancellations then land in either order.
     assert probe.record[0] == "token set"
     assert sorted(probe.record[1:]) == ["child cancelled", "handler cancelled"]
+    (token,) = probe.objects
+    assert token.reason is DisconnectReason.CLIENT_DISCONNECTED
+    (line,) = [r.getMessage() for r in caplog.records if "/busy" in r.getMessage()]
+    assert line.startswith("WEBSOCKET /busy cancelled: client disconnected after"), line
 
 
 async def test_close_returns_once_the_client_acknowledges(server: Server, probe: Probe) -> None:

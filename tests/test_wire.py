@@ -10,7 +10,15 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from trioweb import App, DisconnectToken, Request, Server, TokenDisposedError, serve
+from trioweb import (
+    App,
+    DisconnectReason,
+    DisconnectToken,
+    Request,
+    Server,
+    TokenDisposedError,
+    serve,
+)
 
 from .conftest import Probe
 from .wire import connect, fetch, read_response, request_bytes, wait_closed_by_peer
@@ -26,6 +34,7 @@ def app(probe: Probe) -> App:
     async def slow(token: DisconnectToken, nursery: trio.Nursery) -> str:
         nursery.start_soon(probe.child)
         token.register(probe.record.append, "callback")
+        probe.objects.append(token)
         await probe.hold(HANDLER_WAIT)
         return "too late"
 
@@ -112,6 +121,8 @@ async def test_client_closing_cancels_handler_and_child(
     assert lines[0].levelno == logging.INFO
     assert lines[0].exc_info is None
     assert "GET /slow cancelled: client disconnected after" in lines[0].getMessage()
+    (token,) = probe.objects
+    assert token.reason is DisconnectReason.CLIENT_DISCONNECTED
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if "500" in r.getMessage()]
 

@@ -210,9 +210,9 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         From then on, a request still running when the server's graceful
         period ends is cancelled by shutdown: its token is set with
         :attr:`~trioweb.DisconnectReason.SERVER_SHUTDOWN`, and one INFO line
-        says so. Every open WebSocket gets its token set and a 1001 "going
+        names it. Every open WebSocket gets its token set and a 1001 "going
         away" close at once, so that its client can leave cleanly in time.
-        A server other than trioweb's may call it too.
+        Another server (or ``TestClient.shutdown()``) may call it too.
         """
         self._shutting_down = True
         self._websockets.going_away()
@@ -234,6 +234,7 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         return self._nursery
 
     def _lifespan(self, scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
+        self._shutting_down = False  # a new run of the app (served again, another test client)
         context = self._lifespan_context and functools.partial(self._lifespan_context, self)
         plan = LifespanPlan(
             context=self.lifespan_with_dependencies(context),

@@ -24,6 +24,10 @@ What the replaced methods change, each against a measured hypercorn behaviour:
   and the handler ran to its end for nobody. Now the socket is still read
   while paused (:class:`_ReadWhilePaused`); what arrives is kept for h11, and
   an end of stream ends the connection, as it does when h11 is not paused.
+* A failed write in a writer already cancelled (cut at its deadline):
+  hypercorn's handling of it (closing its streams, telling the app) runs in
+  the connection's task group, since in the writer it would be cancelled
+  half-done and the app's disconnect lost.
 * ``_close``: closing while a send is in progress would collide with it
   (``BusyResourceError``, which killed the server): it closes without the FIN.
 
@@ -129,6 +133,15 @@ class ServerConnection:
         """Reset the connection now, whatever is being sent. Never blocks."""
         self.closed = True
         reset(self._sock)
+
+    def shut_down(self) -> None:
+        """The shutdown's deadline passed with the connection still open: reset it.
+
+        A write stuck until now fails, and its request is abandoned because the
+        server shuts down (unless its client had left or been cut already).
+        """
+        self._reason = self._reason or DisconnectReason.SERVER_SHUTDOWN
+        self.abort()
 
     def cut(self) -> None:
         """A write ran past its deadline: the client did not take the bytes in time."""
@@ -247,7 +260,20 @@ class TCPServer(HypercornTCPServer):
                             raise trio.ClosedResourceError("the write was cut at its deadline")
             except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
                 self.connection.failed(error)
-                await self.protocol.handle(Closed())
+                await self._write_failed()
+
+    async def _write_failed(self) -> None:
+        """Hypercorn's own handling of a failed write: it closes its streams, tells the app.
+
+        A writer already cancelled (a write cut at its deadline) would cancel
+        that too, half-done: hypercorn marks the stream closed, then its put of
+        the app's disconnect is cancelled, and a WebSocket app never hears that
+        its client is gone. So there it runs in the connection's task group.
+        """
+        if trio.current_effective_deadline() > trio.current_time():
+            await self.protocol.handle(Closed())
+        else:
+            self._task_group.spawn(self.protocol.handle, Closed())
 
     async def _read_data(self) -> None:
         paused: _ReadWhilePaused | None = None

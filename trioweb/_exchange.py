@@ -5,6 +5,14 @@ first use, tripped and disposed only here, on the Trio thread), carries out
 the effects its state machine asks for, and ends with :meth:`Exchange.finish`:
 the token is disposed, one log line says how the request ended, and a test
 client that asked (the ``trioweb.outcome`` scope extension) is told.
+
+The log line of an abandoned request names the token's reason, which is the
+first one (:class:`~trioweb.DisconnectReason`):
+``GET /x cancelled: client too slow after 3.01s`` when the handler was
+cancelled, ``... ended: <reason> after ...`` when it ended by itself, and
+``... ran to completion after the client disconnected ...`` on a route that
+does not cancel on a disconnect. A request nobody abandoned says its outcome:
+``GET /x ended after 2.00s: timed out``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,15 @@ logger = logging.getLogger("trioweb")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+#: The outcomes that abandon a request, and the reason each implies where none was set.
+_ABANDONING = {
+    Outcome.DISCONNECTED: DisconnectReason.CLIENT_DISCONNECTED,
+    Outcome.TOO_SLOW: DisconnectReason.CLIENT_TOO_SLOW,
+    Outcome.SHUTDOWN: DisconnectReason.SERVER_SHUTDOWN,
+    Outcome.ABORTED: DisconnectReason.ABORTED,
+}
 
 
 class Exchange:
@@ -104,6 +121,10 @@ class Exchange:
             exc_info=error,
         )
 
+    def outcome_text(self, outcome: Outcome) -> str:
+        """How an outcome that abandoned nobody is said in the log line (a timeout, a 413)."""
+        return outcome.value
+
     def finish(
         self, outcome: Outcome | None, handler_cancelled: bool, *, quiet: bool = False
     ) -> None:
@@ -119,32 +140,34 @@ class Exchange:
             self._token._dispose()
         outcome = outcome or Outcome.COMPLETED
         if outcome is not Outcome.COMPLETED and outcome is not Outcome.FAILED:
-            elapsed = time.perf_counter() - self.started_at
-            why = (self.abandoned() or DisconnectReason.CLIENT_DISCONNECTED).value
-            if outcome is Outcome.DISCONNECTED and handler_cancelled:
-                logger.info("%s cancelled: %s after %.2fs", self.describe(), why, elapsed)
-            elif outcome is Outcome.DISCONNECTED and quiet:
-                logger.debug("%s ended: the client closed it after %.2fs", self.describe(), elapsed)
-            elif outcome is Outcome.DISCONNECTED:
-                after = "the client disconnected" if why == "client disconnected" else why
-                logger.info(
-                    "%s ran to completion after %s (%.2fs); nothing more was sent",
-                    self.describe(),
-                    after,
-                    elapsed,
-                )
-            elif outcome is Outcome.SHUTDOWN and handler_cancelled:
-                logger.info("%s cancelled by shutdown after %.2fs", self.describe(), elapsed)
-            elif outcome is Outcome.SHUTDOWN:
-                logger.info("%s closed by shutdown after %.2fs", self.describe(), elapsed)
-            else:
-                logger.info("%s ended after %.2fs: %s", self.describe(), elapsed, outcome.value)
+            self._log_end(outcome, handler_cancelled, quiet)
         extensions = self.scope.get("extensions")
         if extensions:  # a test client (trioweb.testing) asks how the request ended
             report = extensions.get("trioweb.outcome")
             if report is not None:
                 report["outcome"] = outcome.value
                 report["handler_cancelled"] = handler_cancelled
+
+    def _log_end(self, outcome: Outcome, handler_cancelled: bool, quiet: bool) -> None:
+        """The one line about a request that did not complete; it names the token's reason."""
+        what, elapsed = self.describe(), time.perf_counter() - self.started_at
+        fallback = _ABANDONING.get(outcome)
+        if fallback is None:  # nobody abandoned it: a timeout, a body over its limit
+            logger.info("%s ended after %.2fs: %s", what, elapsed, self.outcome_text(outcome))
+            return
+        # The same reason the token has (the first one; see DisconnectReason).
+        reason = self.abandoned() or fallback
+        if handler_cancelled:
+            logger.info("%s cancelled: %s after %.2fs", what, reason.value, elapsed)
+        elif quiet and reason is DisconnectReason.CLIENT_DISCONNECTED:
+            logger.debug("%s ended: the client closed it after %.2fs", what, elapsed)
+        elif outcome is Outcome.DISCONNECTED and not quiet:  # cancel_on_disconnect=False
+            after = "the client disconnected" if reason is fallback else reason.value
+            logger.info(
+                "%s ran to completion after %s (%.2fs); nothing more was sent", what, after, elapsed
+            )
+        else:
+            logger.info("%s ended: %s after %.2fs", what, reason.value, elapsed)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"

@@ -50,7 +50,8 @@ DELIVERY_GRACE = 1.0
 #: write cut at its deadline, a timeout, an abort, a failure, a 413).
 #: Hypercorn queues its own ``http.disconnect`` from inside the app's send when
 #: the socket fails; a write cut at its deadline is a cancelled scope, and that
-#: put is cancelled with it, so the disconnect may never come.
+#: put is cancelled with it, so the disconnect may never come (trioweb's own
+#: connection layer moves that put out of the writer; another server may not).
 WATCHER_LINGER = 5.0
 
 

@@ -34,6 +34,7 @@ from ._files import FileResponse, plan_file
 from ._http_receive import PendingIO
 from ._http_state import Effect, Event, HTTPState
 from ._hypercorn import connection_of
+from ._outcome import DisconnectReason
 from ._response import EventStream, Response, StreamingResponse, status_response
 from ._sse import ServerSentEvent, encode_comment, encode_event
 
@@ -208,14 +209,17 @@ async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
     if io.expired(scope):
         # Cut at its deadline. Over HTTP/1.1 the connection layer already cut
         # the write (see _connection); over HTTP/2 the stream waits on flow
-        # control: close it all. At the route's deadline the request timed out
-        # (the request scope says so at the next checkpoint); else the client
-        # was below its minimum rate.
+        # control: close it all. Either way the client is gone, and it is
+        # said now, not when (or if) the server's disconnect comes: at the
+        # route's deadline the request timed out, its token set with the
+        # write's reason; else the client was below its minimum rate.
         connection = connection_of(side.scope)
         if connection is not None:
             connection.abort()
         if trio.current_time() < route_deadline:
             side.apply(state.on_too_slow())
+        else:
+            side.apply(state.on_disconnect(DisconnectReason.CLIENT_TOO_SLOW, deadline_passed=True))
     elif not scope.cancelled_caught:
         io.sent(state)
     await io.finish("response write")

@@ -282,7 +282,10 @@ class HTTPState:
             self.peer_gone = True
             if self.reason is None:
                 self.reason = reason
-            self.set_outcome(Outcome.DISCONNECTED)
+            # Reset at the end of a shutdown (its write was stuck until then):
+            # the shutdown, not the client, ended it.
+            shutdown = self.reason is DisconnectReason.SERVER_SHUTDOWN
+            self.set_outcome(Outcome.SHUTDOWN if shutdown else Outcome.DISCONNECTED)
             if self.body_state is BodyState.EXPECTED:
                 self.body_state = BodyState.CUT
             if not self.cancel_on_disconnect:
@@ -294,7 +297,8 @@ class HTTPState:
         if self.outcome is not None or self.phase is Phase.DONE:
             return Effect.NONE
         self.set_outcome(Outcome.SHUTDOWN)
-        self.reason = DisconnectReason.SERVER_SHUTDOWN
+        if self.reason is None:  # always so without an outcome; the first reason stays
+            self.reason = DisconnectReason.SERVER_SHUTDOWN
         return Effect.TRIP_TOKEN
 
     def on_abort(self) -> int:

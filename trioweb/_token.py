@@ -135,7 +135,11 @@ class DisconnectTokenStatistics:
 @final
 @attrs.define(eq=False, repr=False)
 class DisconnectToken(metaclass=NoPublicConstructor):
-    """Set when the client of this request goes away before the response is sent.
+    """Set when this request is abandoned before its response is complete.
+
+    Mostly because the client went away; :attr:`reason` says why it was
+    abandoned (the client left, its stream was reset, it was too slow, its
+    connection timed out, the server shut down, or the app aborted).
 
     Ask for one by annotating a handler parameter with ``DisconnectToken``.
     The token never needs polling: when it is set the request's scope is
@@ -173,8 +177,9 @@ class DisconnectToken(metaclass=NoPublicConstructor):
     def reason(self) -> DisconnectReason | None:
         """Why the request was abandoned, once the token is set (None before).
 
-        See :class:`~trioweb.DisconnectReason` for what the server can and
-        cannot tell apart. Safe to read from any thread.
+        The first reason stays: it never changes once set. See
+        :class:`~trioweb.DisconnectReason` for what the server can and cannot
+        tell apart. Safe to read from any thread.
         """
         return self._reason
 

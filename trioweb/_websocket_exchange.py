@@ -4,12 +4,17 @@ See ``_websocket`` for the theory of operation. The reader drains
 ``receive()`` into the WebSocket's inbox, refuses messages over the route's
 limit with 1009, and turns ``websocket.disconnect`` into the token being set
 and the scope cancelled, as a disconnect does for HTTP.
+
+The first way the session was abandoned stays, with its reason (what the
+token says and the log line names): the client leaving (what the connection
+layer says it meant: gone, dead peer, a write cut as too slow), the shutdown
+(1001), an abort. A message over the limit abandons nothing: like a 413 it
+sets no token, and is the session's outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import time
 from typing import Any
@@ -20,6 +25,7 @@ from ._endpoint import Endpoint, Hooks
 from ._errors import HTTPError, WebSocketStateError
 from ._exchange import Exchange, Receive, Send
 from ._http_state import Effect
+from ._hypercorn import disconnect_reason
 from ._outcome import DisconnectReason, Outcome
 from ._pipeline import request_data
 from ._response import error_response, to_response
@@ -27,13 +33,6 @@ from ._websocket import WebSocket, WebSocketState
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-
-logger = logging.getLogger("trioweb")
-
-_REASONS = {
-    Outcome.ABORTED: DisconnectReason.ABORTED,
-    Outcome.SHUTDOWN: DisconnectReason.SERVER_SHUTDOWN,
-}
 
 
 class LiveWebSockets(set["WebSocketExchange"]):
@@ -48,10 +47,11 @@ class WebSocketExchange(Exchange):
     """The scope of one WebSocket connection."""
 
     __slots__ = (
+        "_detail",
         "_nursery",
         "_outcome",
-        "_peer_gone",
         "_reader_scope",
+        "_reason",
         "buffer_size",
         "sessions",
         "websocket",
@@ -73,7 +73,8 @@ class WebSocketExchange(Exchange):
         self._nursery: trio.Nursery | None = None
         self.buffer_size: int = getattr(app, "websocket_buffer_size", 4 * 1024 * 1024)
         self._outcome: Outcome | None = None
-        self._peer_gone = False
+        self._reason: DisconnectReason | None = None  # the first; what the token says
+        self._detail = ""  # what the log line says of a message over the limit
         self._reader_scope = trio.CancelScope()
         self.websocket = WebSocket._create(self)
 
@@ -103,9 +104,11 @@ class WebSocketExchange(Exchange):
             self._nursery = None
             if self.sessions is not None:
                 self.sessions.discard(self)
-            if not ended and self.shutting_down() and self._outcome is None:
+            if not ended and self.shutting_down():
+                # Cancelled from outside: the server's graceful period is over.
                 handler_cancelled = True
-                self._going(Outcome.SHUTDOWN)
+                if self._outcome is None:
+                    self._abandon(Outcome.SHUTDOWN, DisconnectReason.SERVER_SHUTDOWN)
             websocket._dispose()
             self.finish(self._outcome, handler_cancelled, quiet=not handler_cancelled)
 
@@ -118,13 +121,19 @@ class WebSocketExchange(Exchange):
         """
         if self._outcome is not None or self._nursery is None:
             return
-        self._going(Outcome.SHUTDOWN)
+        self._abandon(Outcome.SHUTDOWN, DisconnectReason.SERVER_SHUTDOWN)
         if self.websocket.state is WebSocketState.CONNECTED:
             self._nursery.start_soon(self._send_going_away)
 
-    def _going(self, outcome: Outcome) -> None:
-        self._outcome = outcome
-        self.apply(Effect.TRIP_TOKEN)
+    def _abandon(
+        self, outcome: Outcome, reason: DisconnectReason, effect: int = Effect.TRIP_TOKEN
+    ) -> None:
+        """Record how and why the session was abandoned (the first stays), then ``effect``."""
+        if self._outcome is None:
+            self._outcome = outcome
+        if self._reason is None:
+            self._reason = reason
+        self.apply(effect)
 
     async def _send_going_away(self) -> None:
         with contextlib.suppress(WebSocketStateError):  # the handler closed it meanwhile
@@ -201,32 +210,39 @@ class WebSocketExchange(Exchange):
                     return
 
     async def _too_big(self, size: int, limit: int) -> None:
-        logger.info(
-            "%s: closed with 1009, a message of %d bytes exceeds max_message_size %d",
-            self.describe(),
-            size,
-            limit,
-        )
+        # The server ends it, the client is still there: as a 413, no token is set.
+        if self._outcome is None:
+            self._outcome = Outcome.TOO_LARGE
+            self._detail = (
+                f"closed with 1009, a message of {size} bytes exceeds max_message_size {limit}"
+            )
         reason = f"message too big (over {limit} bytes)"
         await self.send({"type": "websocket.close", "code": 1009, "reason": reason})
-        self._on_disconnect(1009, reason)
+        if self.websocket._on_peer_gone(1009, reason) and self.endpoint.cancel_on_disconnect:
+            self.apply(Effect.CANCEL_SCOPE)
 
     def _on_disconnect(self, code: int, reason: str) -> None:
         if self.websocket._on_peer_gone(code, reason):
-            self._peer_gone = True
-            if self._outcome is None:
-                self._outcome = Outcome.DISCONNECTED
             effect = Effect.TRIP_TOKEN
             if self.endpoint.cancel_on_disconnect:
                 effect |= Effect.CANCEL_SCOPE
-            self.apply(effect)
+            self._abandon(Outcome.DISCONNECTED, self._why_gone(), effect)
+
+    def _why_gone(self) -> DisconnectReason:
+        """What the client leaving meant, as far as a WebSocket can tell (see DisconnectReason)."""
+        reason = disconnect_reason(self.scope)
+        # Over HTTP/2 a close frame ends the stream with the connection open,
+        # exactly as a reset does (both 1006): the client left.
+        if reason is DisconnectReason.STREAM_RESET:
+            return DisconnectReason.CLIENT_DISCONNECTED
+        return reason
 
     def abandoned(self) -> DisconnectReason | None:
-        if self._peer_gone:
-            return DisconnectReason.CLIENT_DISCONNECTED
-        return _REASONS.get(self._outcome)  # type: ignore[arg-type]  # None: not abandoned
+        return self._reason
+
+    def outcome_text(self, outcome: Outcome) -> str:
+        return self._detail if outcome is Outcome.TOO_LARGE else outcome.value
 
     def abort(self) -> None:
-        if self._outcome is None:
-            self._outcome = Outcome.ABORTED
-        self.apply(Effect.TRIP_TOKEN | Effect.CANCEL_SCOPE)
+        effect = Effect.TRIP_TOKEN | Effect.CANCEL_SCOPE
+        self._abandon(Outcome.ABORTED, DisconnectReason.ABORTED, effect)

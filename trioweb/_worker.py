@@ -20,7 +20,8 @@ Guards against two hypercorn behaviours:
   then fails with ``ClosedResourceError``, which hypercorn handles. (A write
   with a deadline is also cut there: see ``_connection``.)
 
-Invariant: a stream is in ``_live`` exactly while its ``TCPServer.run()`` runs.
+Invariant: a stream is in ``_live`` (with its :class:`ServerConnection`) exactly
+while its ``TCPServer.run()`` runs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from hypercorn.config import Config
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 
-from ._connection import ConnectionApp, ServerConnection, TCPServer, reset, socket_of
+from ._connection import ConnectionApp, ServerConnection, TCPServer, socket_of
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -69,7 +70,7 @@ class Connections:
     config: Config
     context: WorkerContext
     state: dict[str, Any]
-    _live: set[Any] = attrs.field(factory=set, init=False)
+    _live: dict[Any, ServerConnection] = attrs.field(factory=dict, init=False)
     _aborting: bool = attrs.field(default=False, init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
 
@@ -85,9 +86,9 @@ class Connections:
         """
         sock = socket_of(stream)
         peer = _peer(sock)
-        self._live.add(stream)
+        connection = ServerConnection(stream)
+        self._live[stream] = connection
         try:
-            connection = ServerConnection(stream)
             server = TCPServer(
                 ConnectionApp(self.app, connection),
                 self.config,
@@ -111,7 +112,7 @@ class Connections:
             if rest is not None:
                 raise rest from None
         finally:
-            self._live.discard(stream)
+            self._live.pop(stream, None)
             if not self._live:
                 self._idle.set()
 
@@ -127,7 +128,11 @@ class Connections:
         await trio.lowlevel.checkpoint()
 
     def abort(self) -> None:
-        """Close, with a reset, the socket of every connection still open. Never blocks."""
+        """Close, with a reset, the socket of every connection still open. Never blocks.
+
+        Their requests are abandoned because the server shuts down
+        (:attr:`~trioweb.DisconnectReason.SERVER_SHUTDOWN`).
+        """
         self._aborting = True
-        for stream in list(self._live):
-            reset(socket_of(stream))  # wakes a task blocked on it with ClosedResourceError
+        for connection in list(self._live.values()):
+            connection.shut_down()  # wakes a task blocked on it with ClosedResourceError

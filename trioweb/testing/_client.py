@@ -125,6 +125,22 @@ class TestClient:
         self.transport.timeout = self.timeout
         await self.transport.__aexit__(*exc_info)
 
+    async def shutdown(self, graceful_timeout: float = 5.0) -> None:
+        """Shut down as :func:`trioweb.serve` does on SIGTERM, up to the lifespan shutdown.
+
+        New requests are refused. The app's ``shutdown_started()`` runs: open
+        WebSockets get a 1001 close (read it to acknowledge, as a client
+        does), their tokens set with ``SERVER_SHUTDOWN``. Calls still running
+        get ``graceful_timeout`` seconds (the app's time: none of the real
+        kind under the autojump clock); whatever runs then is cancelled by
+        shutdown, its token set with ``SERVER_SHUTDOWN``. Leaving the client
+        then runs the lifespan shutdown.
+
+        Cancellation:
+            See :meth:`ASGITransport.shutdown`.
+        """
+        await self.transport.shutdown(graceful_timeout)
+
     # ---- HTTP ----
 
     def build_request(

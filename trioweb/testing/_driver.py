@@ -29,6 +29,9 @@ from typing import Any, final
 
 import trio
 
+from .._hypercorn import CONNECTION_EXTENSION
+from .._outcome import DisconnectReason
+from ._connection import SimulatedConnection
 from ._deadline import did_not, original, wall_clock_bound
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -42,7 +45,9 @@ class AppCall:
     Args:
         app: The ASGI app.
         scope: The call's scope. Its ``extensions`` get ``trioweb.outcome``, the
-            dict trioweb's exchange fills with ``outcome`` and ``handler_cancelled``.
+            dict trioweb's exchange fills with ``outcome`` and ``handler_cancelled``,
+            and ``trioweb.connection``, the :class:`SimulatedConnection` that
+            says what a disconnect meant.
         describe: What the call is, for failure messages ("GET /items/1").
     """
 
@@ -51,7 +56,10 @@ class AppCall:
         self.scope = scope
         self.describe = describe
         self.report: dict[str, object] = {}
-        scope.setdefault("extensions", {})["trioweb.outcome"] = self.report
+        self.connection = SimulatedConnection(self._reset)
+        extensions = scope.setdefault("extensions", {})
+        extensions["trioweb.outcome"] = self.report
+        extensions[CONNECTION_EXTENSION] = self.connection
         self._to_app, self._app_inbox = trio.open_memory_channel[Message](math.inf)
         self._from_app, self._outbox = trio.open_memory_channel[Message](math.inf)
         self.done = trio.Event()
@@ -86,11 +94,25 @@ class AppCall:
         # the send cannot fail; unread messages go with the AppCall.
         self._to_app.send_nowait(message)
 
-    def disconnect(self) -> None:
-        """Send ``http.disconnect``, once (the client left, or the response is complete)."""
+    def disconnect(self, reason: DisconnectReason | None = None) -> None:
+        """Send ``http.disconnect``, once (the client left, or the response is complete).
+
+        Args:
+            reason: What the connection layer says the departure meant
+                (None: CLIENT_DISCONNECTED, or what it was set to before).
+        """
         if not self._disconnected:
             self._disconnected = True
+            if reason is not None:
+                self.connection.reason = reason
             self.send_nowait({"type": "http.disconnect"})
+
+    def _reset(self) -> None:
+        # The app reset the connection (a write cut at its deadline): as the
+        # server does then, tell it the client is gone.
+        # trioweb resets only HTTP connections so.
+        if self.scope.get("type") == "http":
+            self.disconnect()
 
     async def receive(self, what: str, limit: float | None) -> Message | None:
         """The app's next message, or None if the app ended without one.

@@ -15,7 +15,9 @@ from typing import final
 import trio
 
 from .._datastructures import Headers
+from .._outcome import DisconnectReason
 from ._asgi_scope import framed_headers, suppress_body
+from ._connection import check_reason
 from ._deadline import AppDidNotRespond
 from ._driver import AppCall, check_type
 from ._response import TestResponse
@@ -124,13 +126,28 @@ class StreamCall:
         assert self.status_code is not None
         return TestResponse(self.status_code, self.headers, content, self._call.report)
 
-    async def disconnect(self) -> None:
+    async def disconnect(
+        self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED
+    ) -> None:
         """Leave now, as a client closing its socket, then wait for the app to end.
+
+        Args:
+            reason: What the server makes of the departure, and so what the
+                app's ``token.reason`` and log line say:
+                ``CLIENT_DISCONNECTED`` (closed its socket), ``STREAM_RESET``
+                (an HTTP/2 ``RST_STREAM``), ``CLIENT_TOO_SLOW`` (stopped
+                reading until the server cut a write), ``CONNECTION_TIMED_OUT``
+                (vanished, until the dead-peer timeout).
+
+        Raises:
+            ValueError: ``ABORTED`` (the app's own doing: ``request.abort()``)
+                or ``SERVER_SHUTDOWN`` (use :meth:`TestClient.shutdown`).
 
         Cancellation:
             Bounded by the call's ``timeout`` on the wall clock.
         """
-        self._call.disconnect()
+        check_reason(reason, websocket=False)
+        self._call.disconnect(reason)
         await self.wait_app_done()
 
     async def wait_app_done(self) -> None:

@@ -35,7 +35,7 @@ import httpx
 import trio
 
 from ._asgi_scope import framed_headers, http_scope, suppress_body
-from ._deadline import AppDidNotRespond, settle
+from ._deadline import AppDidNotRespond, did_not, settle, wall_clock_bound
 from ._driver import AppCall, ASGIApp, check_type
 from ._lifespan import Lifespan
 
@@ -79,6 +79,7 @@ class ASGITransport(httpx.AsyncBaseTransport):
         self._nursery: trio.Nursery | None = None
         self._calls: list[AppCall] = []
         self._errors: list[BaseException] = []
+        self._shut_down = False
 
     async def __aenter__(self) -> ASGITransport:
         """Open the nursery app calls run in, then run the lifespan startup.
@@ -156,9 +157,50 @@ class ASGITransport(httpx.AsyncBaseTransport):
             self.lifespan.raise_failure()  # an app.nursery task crashed: say so at once
         return self._nursery
 
+    async def shutdown(self, graceful_timeout: float = 5.0) -> None:
+        """Shut the app's connections down, as :func:`trioweb.serve` does on SIGTERM.
+
+        From now on new calls are refused. The app's ``shutdown_started()`` is
+        called (open WebSockets get a 1001 close, their tokens set with
+        ``SERVER_SHUTDOWN``); the calls still running get ``graceful_timeout``
+        seconds of the app's time to end, and what still runs then is
+        cancelled by shutdown (its token set with ``SERVER_SHUTDOWN``). The
+        lifespan shutdown runs when the transport closes, as ``serve()`` runs
+        it next.
+
+        Cancellation:
+            The graceful period is the app's time (virtual under the autojump
+            clock); the wait for the cancelled calls to end is bounded by
+            ``timeout`` on the wall clock.
+        """
+        self.require_nursery()
+        if self._shut_down:
+            await trio.lowlevel.checkpoint()
+            return
+        self._shut_down = True
+        announce = getattr(self.app, "shutdown_started", None)
+        if announce is not None:
+            announce()
+        running = [call for call in self._calls if not call.done.is_set()]
+        with trio.move_on_after(graceful_timeout):
+            for call in running:
+                await call.done.wait()
+        for call in running:
+            call.cancel()  # from outside, as hypercorn's task group at the deadline
+        for call in running:
+            with wall_clock_bound(self.timeout) as bound:
+                await call.done.wait()
+            if bound.cancelled_caught:
+                raise did_not("end once cancelled by the shutdown", self.timeout, call.describe)
+
     def open_call(self, scope: dict[str, Any], describe: str) -> AppCall:
         """Start one app call in the transport's nursery (the drivers' shared entry)."""
         nursery = self.require_nursery()
+        if self._shut_down:
+            raise RuntimeError(
+                f"cannot start {describe}: the server was shut down (shutdown()), "
+                "it takes no new requests"
+            )
         if self.lifespan is not None:
             scope["state"] = dict(self.lifespan.state)
         call = AppCall(self.app, scope, describe)

@@ -16,6 +16,8 @@ import trio
 
 from .._datastructures import Headers
 from .._errors import WebSocketClosed
+from .._outcome import DisconnectReason
+from ._connection import check_reason
 from ._driver import AppCall
 
 
@@ -157,12 +159,30 @@ class WebSocketSession:
         self._leave(code)
         await self.wait_app_done()
 
-    async def disconnect(self) -> None:
+    async def disconnect(
+        self, reason: DisconnectReason = DisconnectReason.CLIENT_DISCONNECTED
+    ) -> None:
         """Drop the connection (code 1006), then wait for the app to end.
+
+        Args:
+            reason: What the server makes of it, and so what the app's
+                ``token.reason`` and log line say: ``CLIENT_DISCONNECTED``
+                (gone, or closed: the server cannot tell them apart),
+                ``CLIENT_TOO_SLOW`` (stopped reading until a send was cut at
+                its deadline), ``CONNECTION_TIMED_OUT`` (vanished, until the
+                dead-peer timeout).
+
+        Raises:
+            ValueError: ``STREAM_RESET`` (a WebSocket app cannot tell it from a
+                close), ``ABORTED`` (the app's own doing: ``websocket.abort()``)
+                or ``SERVER_SHUTDOWN`` (use :meth:`TestClient.shutdown`).
 
         Cancellation:
             Bounded by the client's ``timeout`` on the wall clock.
         """
+        check_reason(reason, websocket=True)
+        if not self._gone:
+            self._call.connection.reason = reason
         self._leave(1006)
         await self.wait_app_done()
 
