@@ -208,7 +208,8 @@ async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
     if io.expired(scope):
         # Cut at its deadline. Over HTTP/1.1 the connection layer already cut
         # the write (see _connection); over HTTP/2 the stream waits on flow
-        # control: close it all. At the route's deadline the request timed out
+        # control: it is reset, and the connection's other streams go on
+        # (see _h2_stream). At the route's deadline the request timed out
         # (the request scope says so at the next checkpoint); else the client
         # was below its minimum rate.
         connection = connection_of(side.scope)
