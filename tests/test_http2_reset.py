@@ -706,6 +706,7 @@ async def test_the_route_timeout_ends_a_stalled_stream(
         started = trio.current_time()
         await board.seen("long-poll ended: none")
         assert trio.current_time() - started < 3.5
+        assert board.produced["long-poll"] <= 2 * CHUNK  # it waited: memory stays flat
         [line] = await log.lines("/long-poll")
         assert "ended after 2." in line, line
         assert line.endswith(": timed out"), line
