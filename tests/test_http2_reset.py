@@ -11,6 +11,7 @@ checks that no task is left behind; bounds are the tests' small settings
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import socket
@@ -29,6 +30,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
+from hypercorn.protocol.h2 import StreamBuffer
 
 from trioweb import (
     App,
@@ -389,6 +391,12 @@ async def back_to(count: int) -> None:
     assert live_tasks() == count
 
 
+def stream_buffers() -> int:
+    """How many of hypercorn's per-stream send buffers are alive (none once its streams ended)."""
+    gc.collect()  # not those of connections gone, kept only by a reference cycle
+    return sum(isinstance(o, StreamBuffer) for o in gc.get_objects())
+
+
 class LogWatch(logging.Handler):
     """trioweb's log lines, and a way to wait for one (they are logged on the Trio thread)."""
 
@@ -448,6 +456,7 @@ async def test_a_reset_cancels_only_its_own_stream(
         [line] = await log.lines("/wait/")
         assert line.startswith("GET /wait/b cancelled: stream reset after "), line
         await back_to(idle)  # the connection still open, nothing of the streams left
+        assert stream_buffers() == 0
         assert not client.closed.is_set()
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
@@ -466,6 +475,7 @@ async def test_a_reset_mid_upload_cancels_the_body_read(
         [line] = await log.lines("/upload")
         assert line.startswith("POST /upload cancelled: stream reset after "), line
         await back_to(idle)
+        assert stream_buffers() == 0  # the stream's unsent bytes are gone too
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
 
@@ -485,6 +495,7 @@ async def test_a_reset_mid_stream_response_ends_the_stream(
         [line] = await log.lines("/events")
         assert line.startswith("GET /events cancelled: stream reset after "), line
         await back_to(idle)
+        assert stream_buffers() == 0
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
 
@@ -532,6 +543,7 @@ async def test_a_reset_at_any_point_leaves_the_connection_serving(
             assert await client.response(other) == (200, body_for("o"))
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
         await back_to(idle)
+        assert stream_buffers() == 0
         assert not client.closed.is_set()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -561,6 +573,7 @@ async def test_200_streams_every_other_one_reset(
         assert len(await log.lines("cancelled: stream reset", 100)) == 100
         assert len(await log.lines("/wait/", 100)) == 100  # the completed ones say nothing
         await back_to(idle)
+        assert stream_buffers() == 0  # the stream's unsent bytes are gone too
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
 
@@ -691,6 +704,7 @@ async def test_a_stalled_stream_is_reset_as_too_slow_and_the_others_go_on(
             await board.seen("stream ended: client too slow")
             assert board.produced["stream"] <= 2 * CHUNK  # memory stays flat
         await back_to(idle)
+        assert stream_buffers() == 0  # the stream's unsent bytes are gone too
         assert not client.closed.is_set()
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
@@ -714,6 +728,7 @@ async def test_the_route_timeout_ends_a_stalled_stream(
             await client.replies[stalled].ended.wait()
         assert client.replies[stalled].reset_code == CANCEL
         await back_to(idle)
+        assert stream_buffers() == 0  # the stream's unsent bytes are gone too
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
 
@@ -733,6 +748,7 @@ async def test_resetting_a_stalled_stream_ends_its_handler(
         [line] = await log.lines("/unbounded")
         assert line.startswith("GET /unbounded cancelled: stream reset after "), line
         await back_to(idle)
+        assert stream_buffers() == 0  # the stream's unsent bytes are gone too
         assert await client.get("/hello") == (200, b"hello over HTTP/2")
 
 

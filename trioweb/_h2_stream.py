@@ -26,6 +26,10 @@ against a measured hypercorn 0.18 behaviour:
   held a graceful shutdown for its whole period (measured: 3 of 3 s). When
   the app returns on a stream closed that way, the stream's end is reported
   as hypercorn reports a normal end (:meth:`H2Stream.ended`).
+* **The buffer of a reset stream.** A stream reset while it had no window
+  kept its unsent bytes for as long as the connection lived (hypercorn's
+  sending task drops a buffer only once it finds it complete): it is emptied
+  and dropped.
 * **DATA after the response.** A client still uploading when the response was
   complete made hypercorn raise ``KeyError`` out of its event loop, which ended
   the connection with every stream on it. The protocol's stream table answers
@@ -168,10 +172,20 @@ class H2Stream:
             self._abort_connection()
             return
         await protocol._flush()
-        # As hypercorn handles a client's reset: the app is told, hypercorn
-        # forgets the stream, its sending task drops the stream's buffer.
+        # As hypercorn handles a client's reset: the app is told, hypercorn forgets the stream.
         await protocol.stream_send(StreamClosed(stream_id=stream_id))
-        await protocol._window_updated(stream_id)
+        await self._drop_buffer()
+
+    async def _drop_buffer(self) -> None:
+        # A stream closed while it had no window keeps its buffer (the bytes
+        # not sent) as long as the connection lives: hypercorn's sending task
+        # forgets a stream only once it finds it complete. Closed (emptied),
+        # and the task woken for it, the buffer is dropped by hypercorn's own
+        # path for a stream closed while waiting to send.
+        buffer = self._protocol.stream_buffers.get(self._stream.stream_id)
+        if buffer is not None:
+            await buffer.close()
+            await self._protocol._window_updated(self._stream.stream_id)
 
     async def ended(self) -> None:
         """The app returned: if the client had reset the stream, say the stream is over.
@@ -185,5 +199,7 @@ class H2Stream:
             # an idle timer that holds the closed connection's task open.
             return
         if stream.closed and stream.state is not ASGIHTTPState.CLOSED:
-            # Hypercorn's reset path skipped this: the idle timer, the GOAWAY at shutdown.
+            # Hypercorn's reset path skipped these: the idle timer, the GOAWAY
+            # at shutdown, and the buffer of a stream that had no window.
             await self._protocol.stream_send(StreamClosed(stream_id=stream.stream_id))
+            await self._drop_buffer()
