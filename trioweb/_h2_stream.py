@@ -12,8 +12,11 @@ against a measured hypercorn 0.18 behaviour:
   drained. So a stream whose client stops granting window buffered without
   bound (1.5 GB in 4 s, measured) and its sends never blocked, so no deadline
   (the route's ``timeout``, the minimum response rate) could see the client
-  was too slow. Now a body message's send returns once the stream's buffer is
-  empty: a stalled stream blocks its own sender, and only it.
+  was too slow. Now a body message's send that leaves the stream's buffer past
+  hypercorn's high-water mark (two frames) returns once the buffer is empty: a
+  stalled stream blocks its own sender, and only it, with at most that much
+  and one chunk buffered. (Waiting after every chunk instead made a stream of
+  200-byte chunks 7 times slower: below the mark, chunks go out together.)
 * **A reset of one stream.** ASGI has no message for it. When trioweb abandons
   a stream (its write ran past its deadline), :meth:`H2Stream.abort` sends
   RST_STREAM (CANCEL) and forgets the stream the way hypercorn handles a
@@ -26,10 +29,11 @@ against a measured hypercorn 0.18 behaviour:
   held a graceful shutdown for its whole period (measured: 3 of 3 s). When
   the app returns on a stream closed that way, the stream's end is reported
   as hypercorn reports a normal end (:meth:`H2Stream.ended`).
-* **The buffer of a reset stream.** A stream reset while it had no window
-  kept its unsent bytes for as long as the connection lived (hypercorn's
-  sending task drops a buffer only once it finds it complete): it is emptied
-  and dropped.
+* **The buffer of a reset stream.** A stream reset before its response was
+  complete kept its buffer (its unsent bytes, if any) and its place in the
+  send scheduler for as long as the connection lived: hypercorn's sending
+  task drops a buffer only once it finds it complete. It is emptied, and
+  hypercorn then drops it.
 * **DATA after the response.** A client still uploading when the response was
   complete made hypercorn raise ``KeyError`` out of its event loop, which ended
   the connection with every stream on it. The protocol's stream table answers
@@ -51,7 +55,7 @@ import h2.errors
 import h2.exceptions
 import trio
 from hypercorn.protocol.events import StreamClosed
-from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h2 import BUFFER_HIGH_WATER, H2Protocol
 from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 
 from ._hypercorn import Connection
@@ -66,8 +70,6 @@ Send = Callable[[Any], Awaitable[None]]
 
 class _Gone:
     """What hypercorn finds for a stream it already forgot: it takes events and drops them."""
-
-    idle = True
 
     async def handle(self, event: object) -> None:
         await trio.lowlevel.checkpoint()
@@ -135,7 +137,7 @@ class H2Stream:
         return self._reason or self._connection.disconnect_reason()
 
     async def send(self, message: Any) -> None:
-        """Hypercorn's ``send``, returning from a body message once the stream took it all.
+        """Hypercorn's ``send``; a body message past the high-water mark waits until it is sent.
 
         Cancellation:
             Waits on the client's flow-control window for this stream: a
@@ -145,7 +147,9 @@ class H2Stream:
         await self._stream.app_send(message)
         if message["type"] == "http.response.body" and message.get("more_body"):
             buffer = self._protocol.stream_buffers.get(self._stream.stream_id)
-            if buffer is not None and buffer.buffer:
+            # Past hypercorn's own high-water mark (two frames): below it, small
+            # chunks gather and go out together, as they do with hypercorn alone.
+            if buffer is not None and len(buffer.buffer) >= BUFFER_HIGH_WATER:
                 await buffer.drain()
 
     def abort(self) -> None:
@@ -177,11 +181,8 @@ class H2Stream:
         await self._drop_buffer()
 
     async def _drop_buffer(self) -> None:
-        # A stream closed while it had no window keeps its buffer (the bytes
-        # not sent) as long as the connection lives: hypercorn's sending task
-        # forgets a stream only once it finds it complete. Closed (emptied),
-        # and the task woken for it, the buffer is dropped by hypercorn's own
-        # path for a stream closed while waiting to send.
+        # Closed (emptied) and its sending task woken for it, the buffer is
+        # dropped by hypercorn's own path for a stream closed while it waited.
         buffer = self._protocol.stream_buffers.get(self._stream.stream_id)
         if buffer is not None:
             await buffer.close()
@@ -195,9 +196,7 @@ class H2Stream:
         """
         stream = self._stream
         if self._protocol.closed:
-            # The connection ended: reported idle now, hypercorn would start
-            # an idle timer that holds the closed connection's task open.
-            return
+            return  # the connection ended: nothing to report, nothing to send on
         if stream.closed and stream.state is not ASGIHTTPState.CLOSED:
             # Hypercorn's reset path skipped these: the idle timer, the GOAWAY
             # at shutdown, and the buffer of a stream that had no window.
