@@ -768,8 +768,9 @@ async def test_a_client_that_reads_nothing_has_its_connection_reset(
     )
     connection.initiate_connection()
     connection.increment_flow_control_window(2**31 - 1 - 65535)
-    headers = [(":method", "GET"), (":path", "/stream"), (":scheme", "http"), (":authority", "x")]
-    connection.send_headers(1, headers, end_stream=True)
+    headers = [(":method", "GET"), (":scheme", "http"), (":authority", "x")]
+    connection.send_headers(1, [*headers, (":path", "/wait/w")], end_stream=True)
+    connection.send_headers(3, [*headers, (":path", "/stream")], end_stream=True)
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
     client.connect(("127.0.0.1", served.server.port))
@@ -780,6 +781,8 @@ async def test_a_client_that_reads_nothing_has_its_connection_reset(
         await board.seen("stream ended: client too slow")
         assert trio.current_time() - started < 6  # the buffers fill, 1 s of grace, 1 s more
         assert board.produced["stream"] < 32 * 1024 * 1024  # what the buffers took
+        # The other stream on the connection went with it, for the same reason.
+        await board.seen("w cancelled: client too slow")
         await back_to(before)  # the connection was reset: hypercorn's stuck writer is gone
         client.setblocking(False)
         with trio.fail_after(WAIT):
@@ -794,4 +797,6 @@ async def test_a_client_that_reads_nothing_has_its_connection_reset(
     finally:
         client.close()
     [line] = await log.lines("GET /stream")
+    assert "cancelled: client too slow" in line, line
+    [line] = await log.lines("GET /wait/w")
     assert "cancelled: client too slow" in line, line

@@ -184,7 +184,7 @@ class ConnectionApp:
             connection.multiplexed = True
             found = stream_of(send) if scope["type"] == "http" else None
             if found is not None and connection.send_lock is not None:
-                stream = H2Stream(connection, *found, connection.send_lock, connection.abort)
+                stream = H2Stream(connection, *found, connection.send_lock, connection.cut)
                 extensions[CONNECTION_EXTENSION] = stream
                 await self._app(scope, receive, stream.send, sync_spawn, call_soon)
                 await stream.ended()

@@ -107,7 +107,7 @@ class H2Stream:
         protocol: Hypercorn's protocol for that connection.
         stream: Hypercorn's stream, whose ``app_send`` the app was given.
         send_lock: The connection's write lock (busy while a write is under way).
-        abort_connection: Resets the whole connection (never blocks).
+        abort_connection: Resets the whole connection, its client too slow (never blocks).
     """
 
     __slots__ = ("_abort_connection", "_connection", "_protocol", "_reason", "_send", "_stream")
