@@ -7,6 +7,14 @@ the route's minimum response rate and its ``timeout=`` end it, with a reset of
 that stream, while streams with a window of their own finish. Every test
 checks that no task is left behind; bounds are the tests' small settings
 (a grace of 1 s), not the defaults.
+
+What hypercorn allows, as seen here: streams with a window of their own are
+served in full on the connection while another stalls, and it stays open
+after that one's reset. The stalled stream keeps the bytes it was sent out of
+the connection's window (the client never credits them back). A client that
+reads nothing at all stalls every stream at once, since they share one
+socket: then the whole connection is reset, and each of its requests counted
+too slow.
 """
 
 from __future__ import annotations
