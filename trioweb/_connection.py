@@ -28,6 +28,11 @@ What the replaced methods change, each against a measured hypercorn behaviour:
   hypercorn's handling of it (closing its streams, telling the app) runs in
   the connection's task group, since in the writer it would be cancelled
   half-done and the app's disconnect lost.
+* ``protocol_send`` again: hypercorn never stops a connection's idle timer
+  when the connection ends, so a closed HTTP/2 connection whose streams were
+  all done kept its task for ``keep_alive_timeout`` (measured: 3 of 3 s; an
+  HTTP/1.1 one ends at once). The timer is stopped at the end, and not
+  restarted by a stream that ends later.
 * ``_close``: closing while a send is in progress would collide with it
   (``BusyResourceError``, which killed the server): it closes without the FIN.
 
@@ -47,12 +52,13 @@ import struct
 from typing import Any, final
 
 import trio
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import MAX_RECV
 from hypercorn.trio.tcp_server import TCPServer as HypercornTCPServer
 from hypercorn.typing import AppWrapper
 
+from ._h2_stream import H2Stream, stream_of
 from ._hypercorn import CONNECTION_EXTENSION
 from ._outcome import DisconnectReason
 
@@ -106,11 +112,13 @@ def _errno_of(error: BaseException) -> int | None:
 class ServerConnection:
     """What a connection's scopes find at ``scope["extensions"]["trioweb.connection"]``."""
 
-    __slots__ = ("_reason", "_sock", "closed", "multiplexed")
+    __slots__ = ("_reason", "_sock", "closed", "multiplexed", "send_lock")
 
     def __init__(self, stream: Any) -> None:
         self._sock = socket_of(stream)
         self._reason: DisconnectReason | None = None
+        #: The connection's write lock (its TCPServer's), busy while a write is under way.
+        self.send_lock: trio.Lock | None = None
         #: Whether the connection ended (its socket failed, reached its end, or was reset).
         self.closed = False
         #: Whether it carries HTTP/2: a disconnect on an open one is a stream reset.
@@ -165,7 +173,11 @@ class ServerConnection:
 
 @final
 class ConnectionApp:
-    """hypercorn's app wrapper for one connection: each scope gets the connection."""
+    """hypercorn's app wrapper for one connection: each scope gets the connection.
+
+    An HTTP/2 request's scope gets its stream instead (``_h2_stream``), and the
+    app's sends go through it.
+    """
 
     __slots__ = ("_app", "_connection")
 
@@ -179,9 +191,17 @@ class ConnectionApp:
         extensions = scope.get("extensions")
         if extensions is None:
             extensions = scope["extensions"] = {}
-        extensions[CONNECTION_EXTENSION] = self._connection
+        connection = self._connection
+        extensions[CONNECTION_EXTENSION] = connection
         if scope.get("http_version") == "2":
-            self._connection.multiplexed = True
+            connection.multiplexed = True
+            found = stream_of(send) if scope["type"] == "http" else None
+            if found is not None and connection.send_lock is not None:
+                stream = H2Stream(connection, *found, connection.send_lock, connection.cut)
+                extensions[CONNECTION_EXTENSION] = stream
+                await self._app(scope, receive, stream.send, sync_spawn, call_soon)
+                await stream.ended()
+                return
         await self._app(scope, receive, send, sync_spawn, call_soon)
 
 
@@ -241,6 +261,11 @@ class TCPServer(HypercornTCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
+            if isinstance(event, Updated) and self.connection.closed:
+                # A stream of a closed connection ended: an idle timer now
+                # would hold the connection's task for keep_alive_timeout.
+                await self.idle_task.stop()
+                return
             await super().protocol_send(event)
             return
         # The writer's deadline, seen before the shield hides it. A writer
@@ -301,6 +326,7 @@ class TCPServer(HypercornTCPServer):
         except _PeerGone:
             pass
         await self.protocol.handle(Closed())
+        await self.idle_task.stop()  # hypercorn leaves it running: see protocol_send
 
     async def _close(self) -> None:
         self.connection.closed = True

@@ -209,10 +209,11 @@ async def guarded_send(side: SendSide, *messages: dict[str, Any]) -> bool:
     if io.expired(scope):
         # Cut at its deadline. Over HTTP/1.1 the connection layer already cut
         # the write (see _connection); over HTTP/2 the stream waits on flow
-        # control: close it all. Either way the client is gone, and it is
-        # said now, not when (or if) the server's disconnect comes: at the
-        # route's deadline the request timed out, its token set with the
-        # write's reason; else the client was below its minimum rate.
+        # control: it is reset, and the connection's other streams go on
+        # (see _h2_stream). Either way the client is gone, and it is said now,
+        # not when (or if) the server's disconnect comes: at the route's
+        # deadline the request timed out, its token set with the write's
+        # reason; else the client was below its minimum rate.
         connection = connection_of(side.scope)
         if connection is not None:
             connection.abort()

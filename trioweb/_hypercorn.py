@@ -58,7 +58,10 @@ class Connection(Protocol):
         ...
 
     def abort(self) -> None:
-        """Close the connection now, whatever is being sent (a shielded write fails)."""
+        """Close the connection now, whatever is being sent (a shielded write fails).
+
+        For an HTTP/2 request, the extension is its stream: only the stream is reset.
+        """
         ...
 
 

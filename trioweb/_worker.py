@@ -97,6 +97,7 @@ class Connections:
                 stream,
             )
             server.connection = connection
+            connection.send_lock = server.send_lock
             await server.run()
         except (Exception, BaseExceptionGroup) as error:
             failures, rest = (
