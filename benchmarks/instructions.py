@@ -27,7 +27,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import inprocess  # noqa: E402
+import inprocess
 
 APPS = ("trioweb", "starlette", "fastapi")
 BASELINE = "trioweb (baseline)"
