@@ -18,6 +18,9 @@ the rules are each written once, here:
   client below it is abandoned as too slow.
 * A pump stops as soon as ``send_chunk`` says the exchange stopped (an outcome
   was set, or the client left).
+
+What a handler returns most often (a ``str``, ``dict`` or ``list``) is lowered
+without making a Response at all (:func:`send_result`, ``lower_value``).
 """
 
 from __future__ import annotations

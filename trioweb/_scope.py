@@ -22,10 +22,16 @@ so the watcher starts lazily: user code is driven by hand through
 common case for plain routes) never gets one, since it cannot be cancelled
 anyway. At the first yield the watcher starts and the code continues, every
 Trio trap forwarded unchanged. The request scope is entered *before* the first
-step, so the cancel-scope stack stays properly nested. The one exception is a
-handler whose own code has no ``await`` at all (``never_suspends``, decided at
-decoration) on a route with nothing to await before it: it runs to its end at
-once, outside any scope; a stream or file it returns is still sent inside one.
+step, so the cancel-scope stack stays properly nested (the driving itself is
+``_drive.watched``). The one exception is a handler whose own code has no
+``await`` at all (``never_suspends``, decided at decoration) on a route with
+nothing to await before it: it runs to its end at once, outside any scope; a
+stream or file it returns is still sent inside one. A body it binds is no
+reason for a scope when the server has queued all of it: it is taken without
+a checkpoint first (``Receiver.take_queued``). Otherwise (part of it is still
+to come, it overflowed, the client left) the scope is entered as usual, and
+cancelled at once if what was taken says so, exactly as a body read inside it
+would have.
 """
 
 from __future__ import annotations
