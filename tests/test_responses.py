@@ -406,3 +406,40 @@ async def test_event_stream_sends_proxy_headers_in_process(
         assert await call.wait_response_start() == 200
         assert call.headers["x-accel-buffering"] == "no"
         assert call.headers["cache-control"] == "no-cache"
+
+
+# ---- the common results, lowered without a Response ----
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["hello", "", "héllo ✓", "\ud800", {"id": 1}, {}, [1, "two", None], [], {"a": [{"b": 1.5}]}],
+)
+def test_lower_value_is_what_to_response_sends(value: object) -> None:
+    from trioweb._response import lower_value, to_response
+
+    lowered = lower_value(value)
+    response = to_response(value)
+    assert isinstance(response, Response)
+    assert response.status == 200
+    assert lowered == (response.raw_headers(), response.body)
+
+
+@pytest.mark.parametrize(
+    "value", [None, b"bytes", _Text("sub"), Response("x"), (1, 2), 3, uuid.UUID(int=0)]
+)
+def test_lower_value_leaves_everything_else_to_to_response(value: object) -> None:
+    from trioweb._response import lower_value
+
+    assert lower_value(value) is None
+
+
+def test_lower_value_refuses_what_json_cannot_say() -> None:
+    from trioweb._response import lower_value
+
+    with pytest.raises(ValueError, match="NaN"):
+        lower_value({"x": float("nan")})

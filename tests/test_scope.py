@@ -579,3 +579,192 @@ async def test_a_completed_request_leaves_no_reference_cycle_behind(method: str,
     )
     gc.garbage.clear()
     assert left == []
+
+
+# ---- a never-suspending handler that binds the body, run outside the scope ----
+
+
+async def serve_queued(
+    app: App, messages: list[dict[str, Any]], *, then: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """POST /echo with ``messages`` queued before the app runs (``then`` once it waits)."""
+    to_app, inbox = trio.open_memory_channel[dict[str, Any]](20)
+    for message in messages:
+        to_app.send_nowait(message)
+    sent: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/echo",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/octet-stream")],
+        "extensions": {"trioweb.outcome": report},
+    }
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app, scope, inbox.receive, send)
+        await trio.testing.wait_all_tasks_blocked()
+        for message in then or []:
+            to_app.send_nowait(message)
+            await trio.testing.wait_all_tasks_blocked()
+        to_app.send_nowait({"type": "http.disconnect"})  # as hypercorn, after the response
+    return sent, report
+
+
+def echo_app(record: list[bytes], **options: Any) -> App:
+    app = App(max_body_size=8)
+
+    @app.post("/echo", **options)
+    async def echo(body: bytes) -> bytes:
+        record.append(body)
+        return body
+
+    assert never_suspends(echo)
+    return app
+
+
+def body_of(sent: list[dict[str, Any]]) -> tuple[int, bytes]:
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    return sent[0]["status"], sent[1]["body"]
+
+
+async def test_a_queued_body_is_answered_without_a_checkpoint() -> None:
+    record: list[bytes] = []
+    to_app, inbox = trio.open_memory_channel[dict[str, Any]](5)
+    to_app.send_nowait({"type": "http.request", "body": b"abc", "more_body": False})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/echo", "headers": [], "query_string": b""}
+    coro = echo_app(record)(scope, inbox.receive, send)
+    # Stepped by hand: a request scope, a watcher or any await would yield to Trio here.
+    with pytest.raises(StopIteration):
+        coro.send(None)
+    assert record == [b"abc"]
+    assert body_of(sent) == (200, b"abc")
+
+
+async def test_a_body_arriving_later_is_read_in_the_scope() -> None:
+    record: list[bytes] = []
+    first = {"type": "http.request", "body": b"ab", "more_body": True}
+    rest = {"type": "http.request", "body": b"cd", "more_body": False}
+    sent, report = await serve_queued(echo_app(record), [first], then=[rest])
+    assert record == [b"abcd"]
+    assert body_of(sent) == (200, b"abcd")
+    assert report == {"outcome": "completed", "handler_cancelled": False}
+
+
+async def test_a_queued_body_over_the_limit_is_413_and_the_handler_never_runs() -> None:
+    record: list[bytes] = []
+    big = {"type": "http.request", "body": b"x" * 9, "more_body": False}
+    sent, report = await serve_queued(echo_app(record), [big])
+    assert record == []
+    status, body = body_of(sent)
+    assert status == 413
+    assert b"exceeds 8 bytes" in body
+    assert report == {"outcome": "body too large", "handler_cancelled": True}
+
+
+@pytest.mark.parametrize("cancel_on_disconnect", [True, False])
+async def test_a_client_gone_mid_body_before_the_handler_gets_nothing(
+    cancel_on_disconnect: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    record: list[bytes] = []
+    app = echo_app(record, cancel_on_disconnect=cancel_on_disconnect)
+    part = {"type": "http.request", "body": b"ab", "more_body": True}
+    sent, report = await serve_queued(app, [part, {"type": "http.disconnect"}])
+    assert record == []
+    assert sent == []
+    # Cancelled as if the body read had seen the disconnect itself; a route that
+    # runs on after a disconnect still cannot run without its body, and says nothing.
+    assert report == {"outcome": "disconnected", "handler_cancelled": cancel_on_disconnect}
+    assert not [r for r in trioweb_records(caplog) if r.levelno >= logging.ERROR]
+
+
+async def test_a_queued_body_goes_through_hooks_in_the_scope() -> None:
+    record: list[bytes] = []
+    app = echo_app(record)
+    seen: list[str] = []
+
+    @app.before_request
+    async def before(request: Request) -> None:
+        seen.append(f"before {request.method}")
+
+    sent, _ = await serve_queued(app, [{"type": "http.request", "body": b"hi"}])
+    assert seen == ["before POST"]
+    assert body_of(sent) == (200, b"hi")
+
+
+async def test_the_exchange_sets_every_slot_of_its_base() -> None:
+    # HTTPExchange writes Exchange.__init__ out (one call less per request).
+    from trioweb._exchange import Exchange
+    from trioweb._scope import HTTPExchange
+
+    app = App()
+
+    @app.get("/")
+    async def root() -> str:
+        return ""
+
+    endpoint = next(iter(app._routes.routes())).endpoint
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("not called")
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("not called")
+
+    exchange = HTTPExchange(app, app._hooks, endpoint, {}, {"type": "http"}, receive, send)
+    for name in Exchange.__slots__:
+        getattr(exchange, name)  # an unset slot raises AttributeError
+
+
+@pytest.mark.parametrize("http_version", ["1.1", "2"])  # unwatched, and watched from the start
+@pytest.mark.parametrize("path", ["/text", "/json", "/response", "/awaits"])
+async def test_head_gets_the_head_of_get_and_an_empty_body(path: str, http_version: str) -> None:
+    app = App()
+
+    @app.get("/text")
+    async def text() -> str:
+        return "hello"
+
+    @app.get("/json")
+    async def json() -> dict[str, int]:
+        return {"id": 1}
+
+    @app.get("/response")
+    async def response() -> Response:
+        return Response("hello", headers={"x-kind": "response"})
+
+    @app.get("/awaits")
+    async def awaits() -> str:
+        await trio.lowlevel.checkpoint()
+        return "hello"
+
+    async def serve(method: str) -> list[dict[str, Any]]:
+        to_app, inbox = trio.open_memory_channel[dict[str, Any]](5)
+        to_app.send_nowait({"type": "http.request", "body": b"", "more_body": False})
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                to_app.send_nowait({"type": "http.disconnect"})  # as hypercorn does
+
+        scope = {"type": "http", "http_version": http_version, "method": method, "path": path}
+        await app({**scope, "headers": [], "query_string": b""}, inbox.receive, send)
+        return sent
+
+    get, head = await serve("GET"), await serve("HEAD")
+    assert [m["type"] for m in head] == ["http.response.start", "http.response.body"]
+    assert head[0] == get[0]  # the same status and headers, content-length included
+    assert get[1]["body"]
+    assert head[1]["body"] == b""
+    assert not head[1].get("more_body", False)

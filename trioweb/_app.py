@@ -275,7 +275,7 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
         """What serves ``scope``, ready to await."""
         kind = scope["type"]
         if kind == "http":
-            found = self._routes.match(scope["path"], scope["method"])
+            found = self._routes.find(scope["path"], scope["method"])
             hooks = self._hooks
             if found is None:
                 if hooks.hooked:  # errorhandler(404) and after_request see it too
@@ -284,20 +284,19 @@ class App(RouteDecorators, HookDecorators, DependencySettings):
             if isinstance(found, MethodNotAllowed):
                 allow = found.allow_header
                 if hooks.hooked:
-                    params: dict[str, object] = {"allow": allow}
                     return HTTPExchange(
-                        self, hooks, _NOT_ALLOWED, params, scope, receive, send
+                        self, hooks, _NOT_ALLOWED, {"allow": allow}, scope, receive, send
                     ).run()
                 return _send_plain(send, status_response(405, headers={"allow": allow}))
-            endpoint = found.route.endpoint
-            return HTTPExchange(self, hooks, endpoint, found.params, scope, receive, send).run()
+            route, params = found
+            return HTTPExchange(self, hooks, route.endpoint, params, scope, receive, send).run()
         if kind == "websocket":
-            found = self._websocket_routes.match(scope["path"], "GET")
+            found = self._websocket_routes.find(scope["path"], "GET")
             if found is None or isinstance(found, MethodNotAllowed):
                 return _reject_websocket(send, scope)
-            endpoint = found.route.endpoint
+            route, params = found
             return WebSocketExchange(
-                self, self._hooks, endpoint, found.params, scope, receive, send, self._websockets
+                self, self._hooks, route.endpoint, params, scope, receive, send, self._websockets
             ).run()
         if kind == "lifespan":
             return self._lifespan(scope, receive, send)

@@ -117,9 +117,16 @@ class Endpoint:
     #: (parameter name, getter) for every path parameter and injected object.
     getters: tuple[tuple[str, Getter], ...] = attrs.field(init=False)
     needs_nursery: bool = attrs.field(init=False)
+    #: Whether the handler takes the path parameters and nothing else, so that
+    #: the route's match is its keyword arguments as it is (every path
+    #: parameter is taken: ``_declare.check_endpoint``).
+    params_are_kwargs: bool = attrs.field(init=False)
     # False for a handler that cannot be cancelled: its code cannot suspend,
     # nothing is awaited before it, and no deadline or nursery applies.
     needs_scope: bool = attrs.field(init=False)
+    #: True when reading the body it binds is all that may suspend: with the
+    #: whole body already queued by the server, it too runs without a scope.
+    unscoped_with_body: bool = attrs.field(init=False)
 
     @name.default
     def _name(self) -> str:
@@ -134,12 +141,27 @@ class Endpoint:
     def _needs_nursery(self) -> bool:
         return Source.NURSERY in self.plan.sources
 
+    @params_are_kwargs.default
+    def _params_are_kwargs(self) -> bool:
+        return all(
+            binder.source is Source.PATH and binder.key == binder.name
+            for binder in self.plan.binders
+        )
+
     @needs_scope.default
     def _needs_scope(self) -> bool:
+        return self.plan.needs_body or self._suspends()
+
+    @unscoped_with_body.default
+    def _unscoped_with_body(self) -> bool:
+        # Not with dependencies: they read the body themselves (see _solve).
+        return self.plan.needs_body and self.dependencies is None and not self._suspends()
+
+    def _suspends(self) -> bool:
+        """Whether anything but a body read may suspend or be cancelled."""
         return (
             (self.dependencies is not None and self.dependencies.suspends)
             or self.needs_nursery
-            or self.plan.needs_body
             or self.timeout is not None
             or not never_suspends(self.handler)
         )

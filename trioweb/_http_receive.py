@@ -275,33 +275,57 @@ class Receiver:
     def _body_pending(self) -> bool:
         return self._state.body_state is BodyState.EXPECTED and self.owner is not Owner.ENDED
 
+    def take_queued(self) -> int:
+        """Take what the server has already queued of the body, without waiting.
+
+        Sync, so no checkpoint: for an exchange that has not entered its scope
+        yet, and reads the body at once if it is all there.
+
+        Returns:
+            The effects of what was taken (already carried out): those that
+            need the request scope are for the caller to carry out once it
+            has one.
+        """
+        self.owner = Owner.READER
+        try:
+            return self._take_queued()
+        finally:
+            self._reader_done()
+
+    def _take_queued(self) -> int:
+        effects = Effect.NONE
+        receive_nowait = receive_nowait_of(self._receive)
+        if receive_nowait is not None:
+            state, expected = self._state, BodyState.EXPECTED
+            while state.body_state is expected and self.owner is not Owner.ENDED:
+                try:
+                    message = receive_nowait()
+                except trio.WouldBlock:
+                    break
+                effects |= self._take(message)
+        return effects
+
+    def _reader_done(self) -> None:
+        if self.owner is not Owner.ENDED:
+            wanted = self.owner is Owner.READER_THEN_WATCHER
+            self.owner = Owner.NOBODY
+            # Past the limit the rest is drained and dropped: hypercorn's
+            # reader would block on its full queue otherwise.
+            if wanted or self._state.body_state is BodyState.OVERFLOWED:
+                self.start_watcher()
+
     async def _read_directly(self) -> None:
         # No watcher yet: this task drains receive() itself, which spares most
         # requests with a body a task. What is queued already is taken without
         # a checkpoint.
-        state = self._state
         self.owner = Owner.READER
         try:
-            receive_nowait = receive_nowait_of(self._receive)
-            expected = BodyState.EXPECTED
-            if receive_nowait is not None:
-                while state.body_state is expected and self.owner is not Owner.ENDED:
-                    try:
-                        message = receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    self._take(message)
+            self._take_queued()
             if self._body_pending():
                 with self._open_read_scope() as scope:
                     while self._body_pending():
                         self._take(await self._receive())
                 self._close_read_scope(scope)
         finally:
-            if self.owner is not Owner.ENDED:
-                wanted = self.owner is Owner.READER_THEN_WATCHER
-                self.owner = Owner.NOBODY
-                # Past the limit the rest is drained and dropped: hypercorn's
-                # reader would block on its full queue otherwise.
-                if wanted or state.body_state is BodyState.OVERFLOWED:
-                    self.start_watcher()
+            self._reader_done()
         await self._io.finish("body read")

@@ -18,6 +18,9 @@ the rules are each written once, here:
   client below it is abandoned as too slow.
 * A pump stops as soon as ``send_chunk`` says the exchange stopped (an outcome
   was set, or the client left).
+
+What a handler returns most often (a ``str``, ``dict`` or ``list``) is lowered
+without making a Response at all (:func:`send_result`, ``lower_value``).
 """
 
 from __future__ import annotations
@@ -32,10 +35,17 @@ import trio
 
 from ._files import FileResponse, plan_file
 from ._http_receive import PendingIO
-from ._http_state import Effect, Event, HTTPState
+from ._http_state import RETURNED, WHOLE, Effect, Event, HTTPState
 from ._hypercorn import connection_of
 from ._outcome import DisconnectReason
-from ._response import EventStream, Response, StreamingResponse, status_response
+from ._response import (
+    EventStream,
+    Response,
+    StreamingResponse,
+    lower_value,
+    status_response,
+    to_response,
+)
 from ._sse import ServerSentEvent, encode_comment, encode_event
 
 SendChunk = Callable[[bytes | str], Awaitable[bool]]
@@ -275,9 +285,44 @@ async def send_whole(
     if incomplete:
         if state.on_send_event(Event.HEAD):
             await side.send(head)
-    elif state.on_send_event(Event.WHOLE):
+    elif state.on_send_event(WHOLE):
         await side.send(head)
         await side.send(final)
+
+
+async def send_result(
+    side: SendSide, result: object, status: int | None
+) -> StreamingResponse | FileResponse | None:
+    """Send what a handler returned, when it is all there; the response chosen.
+
+    Args:
+        result: The handler's return value.
+        status: The route's ``status_code`` (None: the default).
+
+    Returns:
+        A stream or file response, unsent: its body takes time, so the
+        caller sends it in the request scope.
+
+    Raises:
+        TypeError, ValueError: As :func:`~trioweb._response.to_response`.
+
+    Cancellation:
+        See :func:`send_whole`.
+    """
+    state = side.state
+    lowered = lower_value(result) if status is None else None
+    if lowered is not None:  # a str, dict or list: no Response to make
+        state.handle(RETURNED)
+        if state.outcome is None:  # else the handler called abort()
+            await send_whole(side, 200, *lowered)
+        return None
+    response = to_response(result, status)
+    state.handle(RETURNED)
+    if not isinstance(response, Response):
+        return response
+    if state.outcome is None:
+        await send_whole(side, response.status, response.raw_headers(), response.body)
+    return None
 
 
 async def send_response(side: SendSide, response: Response) -> None:

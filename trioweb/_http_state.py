@@ -112,6 +112,14 @@ class BodyState(enum.Enum):
     CUT = "cut"  # the client left before sending all of it
 
 
+# Enum members read through their class (``Event.RETURNED``) cost about three
+# times a module global (EnumType's attribute lookup): the per-request paths,
+# here and in the drivers, read these instead.
+RETURNED, WHOLE, FINISH = Event.RETURNED, Event.WHOLE, Event.FINISH
+EXPECTED, COMPLETE = BodyState.EXPECTED, BodyState.COMPLETE
+_BODY, _BODY_END, _HANDLER = Event.BODY, Event.BODY_END, Phase.HANDLER
+
+
 class HTTPStateError(RuntimeError):
     """An event that cannot happen in this phase: a bug in trioweb."""
 
@@ -161,7 +169,7 @@ _FLAT: Mapping[int, tuple[Phase, int]] = {
 
 
 @final
-@attrs.define(eq=False)
+@attrs.define(eq=False, init=False)
 class HTTPState:
     """One exchange's phase, outcome and body: the only place any of them changes.
 
@@ -185,6 +193,21 @@ class HTTPState:
     reason: DisconnectReason | None = attrs.field(init=False, default=None)
     body_state: BodyState = attrs.field(init=False, default=BodyState.EXPECTED)
     _body: bytes | bytearray | None = attrs.field(init=False, default=None)
+
+    def __init__(
+        self, max_body_size: int, cancel_on_disconnect: bool = True, multiplexed: bool = False
+    ) -> None:
+        # Written out: one is made per request, and attrs' generated __init__
+        # looks each default up in a dict of its fields on every call.
+        self.max_body_size = max_body_size
+        self.cancel_on_disconnect = cancel_on_disconnect
+        self.multiplexed = multiplexed
+        self.phase = _HANDLER
+        self.outcome = None
+        self.peer_gone = False
+        self.reason = None
+        self.body_state = EXPECTED
+        self._body = None
 
     def handle(self, event: Event) -> int:
         """Move on by ``event``; what the drivers must do.
@@ -329,7 +352,7 @@ class HTTPState:
     # ---- the body ----
 
     def _on_body(self, chunk: bytes, more: bool) -> int:
-        if self.body_state is not BodyState.EXPECTED:
+        if self.body_state is not EXPECTED:
             return Effect.NONE  # discarding (overflowed), or a message after the end
         if self._body is None and not more:
             self._body = chunk  # the whole body at once: no copy
@@ -347,9 +370,9 @@ class HTTPState:
                 self.set_outcome(Outcome.TOO_LARGE)
             return effect
         if more:
-            return self.handle(Event.BODY)
-        self.body_state = BodyState.COMPLETE
-        return self.handle(Event.BODY_END)
+            return self.handle(_BODY)
+        self.body_state = COMPLETE
+        return self.handle(_BODY_END)
 
     @property
     def body(self) -> bytes:

@@ -19,6 +19,7 @@ from ._binding import extract
 from ._endpoint import Endpoint, Hooks
 from ._errors import HTTPError
 from ._files import FileResponse
+from ._outcome import Outcome
 from ._response import Response, StreamingResponse, error_response, to_response
 from ._solve import Teardowns, call_with_dependencies
 
@@ -37,6 +38,7 @@ class PipelineSide(DataSide, Protocol):
     """What the pipeline needs of an exchange."""
 
     hooks: Hooks
+    params: dict[str, object]
     #: Teardowns left for the exchange to run after the last byte of a stream or file.
     teardowns: Teardowns | None
 
@@ -82,6 +84,45 @@ async def arguments(side: PipelineSide) -> dict[str, object]:
             )
         )
     return kwargs
+
+
+def call_now(side: PipelineSide, body: bytes | None) -> object:
+    """Run a handler that cannot suspend (see ``never_suspends``) to its end, now.
+
+    For a route without hooks, outside any scope: nothing in it can be
+    cancelled. Dependencies run too, when none of them can suspend either.
+
+    Args:
+        side: The exchange.
+        body: The whole body, for a handler that binds it (None if it does not).
+
+    Returns:
+        What the handler returned, or the response to an HTTPError it (or
+        binding) raised.
+
+    Raises:
+        Exception: What the handler raised, but an HTTPError.
+    """
+    endpoint = side.endpoint
+    handler = endpoint.handler
+    try:
+        if endpoint.dependencies is not None:
+            coro = call_with_dependencies(side)
+        elif endpoint.params_are_kwargs:  # the common case: path parameters, or nothing
+            coro = handler(**side.params)
+        else:
+            kwargs = endpoint.injected(side)
+            if endpoint.plan.data_binders:
+                kwargs.update(request_data(side, body))
+            coro = handler(**kwargs)
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coro.close()
+        raise RuntimeError(f"{handler!r} suspended, though its code has no await")
+    except HTTPError as error:
+        return error_response(error)
 
 
 async def run_pipeline(side: PipelineSide) -> AnyResponse:
@@ -150,3 +191,18 @@ async def answer_status(side: PipelineSide, error: HTTPError) -> AnyResponse:
     except HTTPError as raised:  # the error handler raised one of its own
         result = error_response(raised)
     return await after_hooks(side, to_response(result))
+
+
+def outcome_error(outcome: Outcome | None, max_body_size: int) -> HTTPError | None:
+    """What trioweb answers for an outcome it set itself: 504, 413 or 408.
+
+    None for the others: after an abort or a disconnect nothing is sent, and
+    a failure is answered where it is caught.
+    """
+    if outcome is Outcome.TIMED_OUT:
+        return HTTPError(504, "the handler did not answer in time")
+    if outcome is Outcome.TOO_LARGE:
+        return HTTPError(413, f"the body exceeds {max_body_size} bytes")
+    if outcome is Outcome.TOO_SLOW:
+        return HTTPError(408, "the request body arrived too slowly")
+    return None

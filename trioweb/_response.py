@@ -294,6 +294,31 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "backslashreplace")
 
 
+_TEXT_TYPE = (b"content-type", _TEXT.encode())
+_JSON_TYPE = (b"content-type", _JSON.encode())
+
+
+def lower_value(value: object) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    """The headers and body of a 200 for a ``str``, ``dict`` or ``list`` a handler
+    returned: ``to_response(value)``'s ``raw_headers()`` and ``body``, without
+    making the Response (the common case, on the path of every such request).
+
+    Returns:
+        None for any other value (a subclass of those included).
+
+    Raises:
+        TypeError, ValueError: As :func:`json_bytes`.
+    """
+    kind = type(value)
+    if kind is str:
+        body, content_type = _utf8(value), _TEXT_TYPE  # type: ignore[arg-type]
+    elif kind is dict or kind is list:
+        body, content_type = json_bytes(value), _JSON_TYPE
+    else:
+        return None
+    return [content_type, (b"content-length", b"%d" % len(body))], body
+
+
 def to_response(
     value: Any, status: int | None = None
 ) -> Response | StreamingResponse | FileResponse:

@@ -217,19 +217,30 @@ class RouteTable(Generic[E]):
 
     def match(self, path: str, method: str) -> RouteMatch[E] | MethodNotAllowed | None:
         """Find the route for ``method`` on ``path``; HEAD falls back to GET."""
+        found = self.find(path, method)
+        return RouteMatch(*found) if isinstance(found, tuple) else found
+
+    def find(
+        self, path: str, method: str
+    ) -> tuple[Route[E], dict[str, object]] | MethodNotAllowed | None:
+        """:meth:`match`, with the route and its parameters as a pair (what the app uses:
+        no object to build per request)."""
         by_method = self._static.get(path)
         if by_method is not None:
             route = by_method.get(method) or (by_method.get("GET") if method == "HEAD" else None)
             if route is not None:
-                return RouteMatch(route, {})
+                return route, {}
         for pattern, by_method in self._dynamic:
-            params = pattern.match(path)
-            if params is not None:
-                route = by_method.get(method) or (
-                    by_method.get("GET") if method == "HEAD" else None
-                )
-                if route is not None:
-                    return RouteMatch(route, params)
+            # PathPattern.match, written out: a call saved per pattern tried.
+            found = pattern.regex.fullmatch(path)  # type: ignore[union-attr]  # never None here
+            if found is None:
+                continue
+            params: dict[str, object] = {}
+            for (name, convert), text in zip(pattern._conversions, found.groups(), strict=True):
+                params[name] = convert(text)
+            route = by_method.get(method) or (by_method.get("GET") if method == "HEAD" else None)
+            if route is not None:
+                return route, params
         return self._not_allowed(path)
 
     def _not_allowed(self, path: str) -> MethodNotAllowed | None:

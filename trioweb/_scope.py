@@ -22,10 +22,16 @@ so the watcher starts lazily: user code is driven by hand through
 common case for plain routes) never gets one, since it cannot be cancelled
 anyway. At the first yield the watcher starts and the code continues, every
 Trio trap forwarded unchanged. The request scope is entered *before* the first
-step, so the cancel-scope stack stays properly nested. The one exception is a
-handler whose own code has no ``await`` at all (``never_suspends``, decided at
-decoration) on a route with nothing to await before it: it runs to its end at
-once, outside any scope; a stream or file it returns is still sent inside one.
+step, so the cancel-scope stack stays properly nested (the driving itself is
+``_drive.watched``). The one exception is a handler whose own code has no
+``await`` at all (``never_suspends``, decided at decoration) on a route with
+nothing to await before it: it runs to its end at once, outside any scope; a
+stream or file it returns is still sent inside one. A body it binds is no
+reason for a scope when the server has queued all of it: it is taken without
+a checkpoint first (``Receiver.take_queued``). Otherwise (part of it is still
+to come, it overflowed, the client left) the scope is entered as usual, and
+cancelled at once if what was taken says so, exactly as a body read inside it
+would have.
 """
 
 from __future__ import annotations
@@ -34,73 +40,38 @@ import math
 import sys
 import time
 import traceback
-import types
-from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 import trio
 
+from ._drive import watched
 from ._endpoint import Endpoint, Hooks
 from ._errors import HTTPError, IOCancelledError
 from ._exchange import Exchange, Receive, Send
 from ._files import FileResponse
 from ._http_receive import Owner, PendingIO, Receiver
-from ._http_send import incomplete_head, lower, lower_file, send_lowered, send_response, send_whole
-from ._http_state import Effect, Event, HTTPState, Phase
+from ._http_send import (
+    incomplete_head,
+    lower,
+    lower_file,
+    send_lowered,
+    send_response,
+    send_result,
+)
+from ._http_state import COMPLETE, FINISH, Effect, Event, HTTPState, Phase
 from ._hypercorn import MULTIPLEXED
 from ._outcome import DisconnectReason, Outcome
-from ._pipeline import (
-    AnyResponse,
-    answer_status,
-    request_data,
-    run_pipeline,
-)
+from ._pipeline import AnyResponse, answer_status, call_now, outcome_error, run_pipeline
 from ._request import Request
 from ._response import Response, error_response, to_response
-from ._solve import Teardowns, call_with_dependencies
+from ._solve import Teardowns
+from ._token import DisconnectToken
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 
-@types.coroutine
-def watched(exchange: HTTPExchange, coro: Awaitable[Any]) -> Generator[Any, Any, Any]:
-    """``await coro``, starting the exchange's watcher the first time it yields to Trio.
-
-    Code that returns without ever yielding cannot be cancelled, so it needs
-    no watcher: most plain handlers never pay for one. Trio resumes a task
-    with ``coro.send(value)`` or ``coro.throw(error)``; both are passed on, so
-    for the code inside this is exactly ``await``.
-    """
-    if not isinstance(coro, Coroutine):
-        exchange.watch()
-        return (yield from coro.__await__())
-    try:
-        trap = coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    exchange.watch()
-    while True:
-        try:
-            value = yield trap
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as error:
-            try:
-                trap = coro.throw(error)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                trap = coro.send(value)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                # Trio resumes a cancelled task with an Error outcome that
-                # keeps the Cancelled, whose traceback keeps this frame: kept
-                # here too, they would form a cycle only the cyclic GC frees.
-                del value
+_NOT_RUN = object()  # the result of a handler not run yet
 
 
 def overridden(exchange: Exchange) -> bool:
@@ -126,7 +97,20 @@ class HTTPExchange(Exchange):
         receive: Receive,
         send: Send,
     ) -> None:
-        super().__init__(app, hooks, endpoint, params, scope, receive, send)
+        # Exchange.__init__, written out: one is made per request, and the call
+        # through super() costs as much as all these assignments
+        # (tests/test_scope.py checks that every slot is set).
+        self.app = app
+        self.hooks = hooks
+        self.endpoint = endpoint
+        self.params = params
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.cancel_scope: trio.CancelScope | None = None
+        self.nursery: trio.Nursery | None = None
+        self.started_at = 0.0
+        self._token: DisconnectToken | None = None
         self.state = HTTPState(
             endpoint.max_body_size,
             endpoint.cancel_on_disconnect,
@@ -155,19 +139,26 @@ class HTTPExchange(Exchange):
         ended = False
         try:
             try:
-                if not endpoint.needs_scope and not self.hooks.hooked and not overridden(self):
+                result: object = _NOT_RUN
+                pending = Effect.NONE  # what taking the queued body asks of the scope
+                as_declared = endpoint.dependencies is None or not overridden(self)
+                if as_declared and not self.hooks.hooked:
                     # The handler cannot suspend, so nothing can cancel it: it
                     # runs outside any scope, which would cost more than the
                     # rest of the request. Only a stream or a file still needs one.
-                    ready = self._answer_now()
-                    state.handle(Event.RETURNED)
-                    if isinstance(ready, Response):
-                        if state.outcome is None:  # else the handler called abort()
-                            await send_whole(self, ready.status, ready.raw_headers(), ready.body)
-                    else:
-                        handler_cancelled = await self._in_scope(ready)
-                else:
-                    handler_cancelled = await self._in_scope(None)
+                    if not endpoint.needs_scope:
+                        result = call_now(self, None)
+                    elif endpoint.unscoped_with_body:
+                        # Nor can the body read, when the server has it all queued.
+                        pending = self.receiver.take_queued()
+                        if state.body_state is COMPLETE:
+                            result = call_now(self, state.body)
+                if result is _NOT_RUN:
+                    handler_cancelled = await self._in_scope(None, pending)
+                else:  # sent now, unless it is a stream or a file: they need a scope
+                    unsent = await send_result(self, result, endpoint.status_code)
+                    if unsent is not None:
+                        handler_cancelled = await self._in_scope(unsent)
                 if state.outcome is not None and not state.peer_gone:
                     await self._answer_outcome()
             except Exception as error:
@@ -184,7 +175,7 @@ class HTTPExchange(Exchange):
                 # Cancelled from outside: the server's graceful period is over.
                 handler_cancelled = True
                 self.apply(state.on_shutdown())
-            state.handle(Event.FINISH)
+            state.handle(FINISH)
             if self._receiver is not None:
                 self._receiver.release(abnormal=state.outcome is not None)
             # The receiver calls back into this exchange: let go of it, or the
@@ -194,8 +185,14 @@ class HTTPExchange(Exchange):
             self._request = None  # likewise: a Request points back at its exchange
             self.finish(state.outcome, handler_cancelled)
 
-    async def _in_scope(self, ready: AnyResponse | None) -> bool:
+    async def _in_scope(self, ready: AnyResponse | None, pending: int = Effect.NONE) -> bool:
         """Run the handler (unless its response is ``ready``) in the request scope.
+
+        Args:
+            ready: The response, if the handler already ran.
+            pending: Effects asked for before the scope existed (by a body
+                that overflowed, or a client that left, while the queued body
+                was taken): the scope is cancelled at once if they say so.
 
         Returns:
             Whether the scope was cancelled.
@@ -206,6 +203,8 @@ class HTTPExchange(Exchange):
         try:
             with trio.CancelScope(deadline=deadline) as cancel_scope:
                 self.cancel_scope = cancel_scope
+                if pending & Effect.CANCEL_SCOPE:
+                    cancel_scope.cancel()
                 if endpoint.needs_nursery:
                     async with trio.open_nursery() as nursery:
                         self.nursery = nursery
@@ -218,31 +217,6 @@ class HTTPExchange(Exchange):
             # Nobody else cancels this scope without saying why: its deadline passed.
             self.state.set_outcome(Outcome.TIMED_OUT)
         return cancel_scope.cancelled_caught
-
-    def _answer_now(self) -> AnyResponse:
-        """Run a handler that cannot suspend (see ``never_suspends``) to its end, now."""
-        handler = self.endpoint.handler
-        try:
-            endpoint = self.endpoint
-            if endpoint.dependencies is not None:  # none of which can suspend either
-                coro = call_with_dependencies(self)
-            elif endpoint.getters or endpoint.plan.data_binders:
-                kwargs = endpoint.injected(self)
-                if endpoint.plan.data_binders:  # never a body: that needs a scope
-                    kwargs.update(request_data(self, None))
-                coro = handler(**kwargs)
-            else:
-                coro = handler()
-            try:
-                coro.send(None)
-            except StopIteration as stop:
-                result = stop.value
-            else:
-                coro.close()
-                raise RuntimeError(f"{handler!r} suspended, though its code has no await")
-        except HTTPError as error:
-            return error_response(error)
-        return to_response(result, self.endpoint.status_code)
 
     async def _respond(self, response: AnyResponse | None) -> None:
         """Run the handler, unless its ``response`` is given, and send that."""
@@ -274,16 +248,12 @@ class HTTPExchange(Exchange):
         if state.outcome is Outcome.ABORTED:
             await send_lowered(self, incomplete_head(), incomplete=True)
             return
-        if state.outcome is Outcome.TIMED_OUT:
-            error = HTTPError(504, "the handler did not answer in time")
-        elif state.outcome is Outcome.TOO_LARGE:
-            error = HTTPError(413, f"the body exceeds {self.endpoint.max_body_size} bytes")
-        elif state.outcome is Outcome.TOO_SLOW:
+        error = outcome_error(state.outcome, self.endpoint.max_body_size)
+        if error is None:
+            return
+        if state.outcome is Outcome.TOO_SLOW:
             # The rest of the body may still trickle in: the connection cannot be reused.
             self.close_connection = True
-            error = HTTPError(408, "the request body arrived too slowly")
-        else:
-            return
         await self._send_framework_response(error)
 
     async def _send_framework_response(self, error: HTTPError) -> None:
