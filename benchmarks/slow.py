@@ -40,12 +40,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import Any
 
 import trio
+from wire import running
 
-SERVERS = Path(__file__).with_name("servers.py")
 WAIT = 60  # seconds: the bound of any wait that is not a measurement
 POLL = 0.05  # seconds between two looks at a server's /stats
 UPLOAD = 100_000  # bytes the slow upload promises
@@ -119,31 +118,8 @@ def network() -> Iterator[None]:
 @asynccontextmanager
 async def serving(name: str, host: str, args: list[str]) -> AsyncIterator[int]:
     """Start ``servers.py NAME`` on ``host``; yield its port; end that process afterwards."""
-    process = await trio.lowlevel.open_process(
-        [sys.executable, str(SERVERS), name, "--host", host, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    try:
-        output = b""
-        with trio.fail_after(WAIT):
-            while (found := re.search(rb"PORT (\d+)", output)) is None:
-                chunk = await process.stdout.receive_some(4096)
-                if not chunk:
-                    raise RuntimeError(f"the {name} server exited before listening")
-                output += chunk
-        yield int(found.group(1))
-    finally:
-        process.terminate()  # the process started here, by its handle
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            await process.stdout.aclose()
+    async with running(name, "--host", host, *args) as (port, _pid):
+        yield port
 
 
 async def seen(host: str, port: int) -> dict[str, dict[str, Any]]:

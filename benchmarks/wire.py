@@ -50,10 +50,10 @@ WAIT = 60  # seconds: the bound of any single wait on a server
 
 
 @asynccontextmanager
-async def running(name: str) -> AsyncIterator[tuple[int, int]]:
-    """Start ``servers.py NAME``; yield its port and PID; end that process afterwards."""
+async def running(name: str, *args: str) -> AsyncIterator[tuple[int, int]]:
+    """Start ``servers.py NAME ARGS...``; yield its port and PID; end that process afterwards."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, str(SERVERS), name],
+        [sys.executable, str(SERVERS), name, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -69,13 +69,14 @@ async def running(name: str) -> AsyncIterator[tuple[int, int]]:
                 output += chunk
         yield int(found.group(1)), process.pid
     finally:
-        process.terminate()
-        with trio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await process.stdout.aclose()
+        process.terminate()  # the process started here, by its handle
+        with trio.CancelScope(shield=True):  # even when the run is cancelled (Ctrl-C)
+            with trio.move_on_after(10):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await process.stdout.aclose()
 
 
 async def get_json(port: int, path: str) -> Any:

@@ -43,6 +43,7 @@ from trioweb import (
 )
 from trioweb.testing import StreamCall, TestClient, WebSocketSession
 
+from .tasks import live_tasks
 from .wire import connect, request_bytes
 
 R = DisconnectReason
@@ -309,20 +310,6 @@ async def test_hundreds_leaving_each_their_way_then_a_shutdown(
         assert int(number) not in said, line
         said[int(number)] = [R(rest.rpartition(" after ")[0])]
     assert said == expected
-
-
-def live_tasks() -> list[trio.lowlevel.Task]:
-    """Every task of this Trio run."""
-    found: list[trio.lowlevel.Task] = []
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    pending = [root]
-    while pending:
-        task = pending.pop()
-        found.append(task)
-        for nursery in task.child_nurseries:
-            pending.extend(nursery.child_tasks)
-    return found
 
 
 # ---- what a client cannot cause ----

@@ -31,23 +31,10 @@ from trioweb import (
 from trioweb.testing import TestClient, WebSocketRejected
 
 from .conftest import Probe
+from .tasks import live_tasks
 from .wire import connect, fetch, request_bytes
 
 WAIT = 10  # bound, in seconds, of every wait
-
-
-def live_tasks() -> list[trio.lowlevel.Task]:
-    """Every task of this Trio run, found by walking down from the root task."""
-    found: list[trio.lowlevel.Task] = []
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    pending = [root]
-    while pending:
-        task = pending.pop()
-        found.append(task)
-        for nursery in task.child_nurseries:
-            pending.extend(nursery.child_tasks)
-    return found
 
 
 async def settle() -> None:

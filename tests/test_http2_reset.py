@@ -52,6 +52,8 @@ from trioweb import (
     StreamingResponse,
 )
 
+from .tasks import task_count
+
 WAIT = 10  # bound, in seconds, of every wait
 FAST = MinDataRate(bytes_per_second=1_000_000, grace_period=1.0)  # a 64 KiB write gets 1 s
 CHUNK = 64 * 1024
@@ -376,31 +378,18 @@ async def served(
 BOTH = pytest.mark.parametrize("served", ["h2c", "tls"], indirect=True)
 
 
-def live_tasks() -> int:
-    """How many tasks this Trio run has (the server's included), from the root down."""
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    count, pending = 0, [root]
-    while pending:
-        task = pending.pop()
-        count += 1
-        for nursery in task.child_nurseries:
-            pending.extend(nursery.child_tasks)
-    return count
-
-
 async def baseline() -> int:
     await trio.testing.wait_all_tasks_blocked()
-    return live_tasks()
+    return task_count()
 
 
 async def back_to(count: int) -> None:
     """Wait until the run has no more than ``count`` tasks: the server unwound, nothing leaked."""
     with trio.fail_after(WAIT):
-        while live_tasks() > count:  # noqa: ASYNC110 - the server unwinds through I/O: no event
+        while task_count() > count:  # noqa: ASYNC110 - the server unwinds through I/O: no event
             await trio.sleep(0.01)
     await trio.testing.wait_all_tasks_blocked()
-    assert live_tasks() == count
+    assert task_count() == count
 
 
 def stream_buffers() -> int:

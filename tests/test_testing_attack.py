@@ -13,6 +13,8 @@ import trio.testing
 from trioweb import App, Request, StreamingResponse
 from trioweb.testing import ASGITransport, TestClient
 
+from .tasks import task_count
+
 CHUNKS = 8
 
 
@@ -41,15 +43,6 @@ def make_app(record: list[str]) -> App:
         return "held"
 
     return app
-
-
-def task_count() -> int:
-    def count(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(count(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    return count(root)
 
 
 @pytest.mark.parametrize("leave_after", range(CHUNKS))
