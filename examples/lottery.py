@@ -152,9 +152,7 @@ async def ticket_book() -> AsyncIterator[TicketBook]:
 
 
 @app.post("/api/tickets")
-async def buy_ticket(
-    order: TicketIn, book: Annotated[TicketBook, Depends(ticket_book)]
-) -> Ticket:
+async def buy_ticket(order: TicketIn, book: Annotated[TicketBook, Depends(ticket_book)]) -> Ticket:
     """Sell a ticket: the JSON body is checked against ``TicketIn`` before this runs."""
     ticket = Ticket(next(_ticket_ids), order.holder, sorted(order.numbers))
     book.sell(ticket)

@@ -11,10 +11,11 @@ from typing import Any, TypeVar, final
 
 import trio
 
+from ._app_depends import DependencySettings
 from ._binding import BindingPlan, Depends, Source, annotations_of, implicit_converters, make_plan
 from ._data_rate import DEFAULT_MIN_RATE, MinDataRate
 from ._declare import check_endpoint
-from ._depends import DependencySettings, route_graph
+from ._depends import route_graph
 from ._endpoint import Endpoint
 from ._errors import HTTPError, RouteDefinitionError
 from ._exchange import Receive, Send

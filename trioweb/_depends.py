@@ -37,10 +37,10 @@ and does not mask it.
 
 from __future__ import annotations
 
-import contextlib
 import enum
+import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 import attrs
@@ -49,7 +49,6 @@ from ._binding import BODY_SOURCES, BindingPlan, Depends, Source, make_plan
 from ._blocking import check_callback
 from ._endpoint import getter_of, never_awaits, never_suspends
 from ._errors import BlockingCallbackError, RouteDefinitionError
-from ._state import State
 from ._util import describe_callable
 
 #: Fetches one injected argument (Request, App, ...) from the exchange.
@@ -62,7 +61,7 @@ class Kind(enum.IntEnum):
     COROUTINE = 0  # async def: a value, no teardown
     GENERATOR = 1  # async generator: setup, yield, teardown
     CONTEXT = 2  # async context manager factory
-    SYNC = 3  # a plain function that cannot block
+    SYNC = 3  # a plain function that cannot block: what it returns is the value
     APP = 4  # scope="app": set up at startup, its value read per request
 
 
@@ -71,10 +70,15 @@ def _kind(call: Callable[..., Any], chain: str) -> Kind:
         return Kind.GENERATOR
     if inspect.iscoroutinefunction(call):
         return Kind.COROUTINE
-    if inspect.isasyncgenfunction(inspect.unwrap(call)) or (
-        isinstance(call, type) and hasattr(call, "__aenter__")
+    target = call
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.isasyncgenfunction(inspect.unwrap(target)) or (
+        isinstance(target, type) and hasattr(target, "__aenter__")
     ):
-        return Kind.CONTEXT  # @asynccontextmanager, or a class that is one
+        # @asynccontextmanager (or a partial of one), or a class that is one:
+        # decided here, so a sync function's result is never entered per request.
+        return Kind.CONTEXT
     try:
         check_callback(call)
     except (TypeError, BlockingCallbackError) as error:
@@ -99,6 +103,14 @@ class Node:
     teardown_timeout: float
     #: Whether its setup or teardown may yield to Trio (else neither needs a scope).
     suspends: bool = True
+    #: Whether it takes the request's nursery (which must then be open before it).
+    takes_nursery: bool = False
+    #: Whether it takes nothing at all: called without building its arguments.
+    bare: bool = attrs.field(init=False)
+
+    @bare.default
+    def _bare(self) -> bool:
+        return not (self.getters or self.data or self.needs)
 
 
 @final
@@ -120,8 +132,12 @@ class Graph:
     #: Whether any node may yield to Trio: if none does, and neither does the
     #: handler, the request needs no scope (see ``Endpoint.needs_scope``).
     suspends: bool = attrs.field(init=False)
-    #: (dependency, whether it takes the App) of each scope="app" dependency.
-    app_scoped: tuple[tuple[Callable[..., Any], bool], ...] = ()
+    #: Each scope="app" dependency (as declared: the key of its value and override).
+    app_scoped: tuple[Callable[..., Any], ...] = ()
+    #: Whether a dependency takes the request's nursery.
+    needs_nursery: bool = attrs.field(init=False)
+    #: (parameter, node index) of the handler's own dependencies (route-wide ones left out).
+    handler_needs: tuple[tuple[str, int], ...] = attrs.field(init=False)
     _overridden: dict[tuple[Any, ...], Graph] = attrs.field(
         factory=dict, eq=False, repr=False, init=False
     )
@@ -129,6 +145,14 @@ class Graph:
     @suspends.default
     def _suspends(self) -> bool:
         return any(node.suspends for node in self.nodes)
+
+    @needs_nursery.default
+    def _needs_nursery(self) -> bool:
+        return any(node.takes_nursery for node in self.nodes)
+
+    @handler_needs.default
+    def _handler_needs(self) -> tuple[tuple[str, int], ...]:
+        return tuple((name, index) for name, index in self.needs if name is not None)
 
     def with_overrides(self, overrides: Mapping[Callable[..., Any], Callable[..., Any]]) -> Graph:
         """This graph with ``overrides`` applied (resolved once per set of overrides)."""
@@ -149,8 +173,12 @@ def _suspends(call: Callable[..., Any], kind: Kind) -> bool:
     return True  # a context manager's __aenter__/__aexit__: unknown
 
 
-def _app_scoped(call: Callable[..., Any], chain: str) -> tuple[Callable[..., Any], bool]:
-    """(call, whether it takes the App) for a scope="app" dependency: none or one parameter."""
+def takes_app(call: Callable[..., Any], chain: str) -> bool:
+    """Whether a scope="app" dependency takes the App (it takes that or nothing).
+
+    Raises:
+        RouteDefinitionError: It takes more than one parameter.
+    """
     try:
         count = len(inspect.signature(call).parameters)
     except (TypeError, ValueError):
@@ -159,7 +187,7 @@ def _app_scoped(call: Callable[..., Any], chain: str) -> tuple[Callable[..., Any
         raise RouteDefinitionError(
             f"{chain}: a scope='app' dependency runs at startup; it takes the App or nothing"
         )
-    return call, count == 1
+    return count == 1
 
 
 def _short(function: Callable[..., Any]) -> str:
@@ -217,13 +245,17 @@ def resolve(
         here = " → ".join([*chain, name])
         if marker.dependency in [c for c, _ in active]:
             raise RouteDefinitionError(f"dependency cycle: {here}")
+        if marker.scope == "app":
+            # Keyed by the dependency as declared: its override is applied once,
+            # at startup (see _app_depends), never per request.
+            call = marker.dependency
+            if call not in app_scoped:
+                takes_app(call, here)
+                app_scoped[call] = len(nodes)
+                nodes.append(Node(call, describe_callable(call), Kind.APP, (), (), (), 0.0, False))
+            return app_scoped[call]
         if marker.cache and call in cached:
             return cached[call]
-        if marker.scope == "app":
-            index = cached[call] = len(nodes)
-            nodes.append(Node(call, describe_callable(call), Kind.APP, (), (), (), 0.0, False))
-            app_scoped.append(_app_scoped(call, here))
-            return index
         kind = _kind(call, here)
         try:
             plan = planner(call)
@@ -248,6 +280,7 @@ def resolve(
                 needs,
                 marker.teardown_timeout or teardown_timeout,
                 _suspends(call, kind),
+                Source.NURSERY in plan.sources,
             )
         )
         if marker.cache:
@@ -255,7 +288,7 @@ def resolve(
         return index
 
     active: list[tuple[Callable[..., Any], str]] = []
-    app_scoped: list[tuple[Callable[..., Any], bool]] = []
+    app_scoped: dict[Callable[..., Any], int] = {}
     needs: list[tuple[str | None, int]] = [(None, visit(marker, [root])) for marker in extra]
     needs += [(b.name, visit(b.body_type, [root])) for b in wanted]  # type: ignore[arg-type]
     data = collect(root_plan, "", root)
@@ -279,83 +312,6 @@ def resolve(
 
     plan = BindingPlan(tuple(data_binders))
     return Graph(tuple(nodes), plan, data, tuple(needs), rebuild, tuple(app_scoped))
-
-
-class DependencySettings:
-    """The app's side of dependencies (a base of :class:`~trioweb.App`).
-
-    Attributes:
-        teardown_timeout: Default seconds a teardown may take, shielded.
-        dependencies: Run for every route, after ``before_request``.
-        dependency_overrides: ``{dependency: stand-in}``, for tests.
-        state: App-wide resources, set up in lifespan.
-    """
-
-    def __init__(self, teardown_timeout: float, dependencies: Sequence[Depends]) -> None:
-        if not teardown_timeout > 0:
-            raise ValueError("teardown_timeout must be a positive number of seconds")
-        self.teardown_timeout = teardown_timeout
-        self.dependencies = tuple(dependencies)
-        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
-        self.state = State()
-        self._app_scoped: dict[Callable[..., Any], bool] = {}  # in first-declared order
-        self._app_values: dict[Callable[..., Any], object] = {}
-
-    def add_app_scoped(self, graph: Graph | None) -> None:
-        """Remember the scope="app" dependencies of a route's graph, for startup."""
-        if graph is not None:
-            for call, takes_app in graph.app_scoped:
-                self._app_scoped.setdefault(call, takes_app)
-
-    def app_value(self, call: Callable[..., Any]) -> object:
-        """The value of a scope="app" dependency, set up at startup."""
-        try:
-            return self._app_values[call]
-        except KeyError:
-            raise RuntimeError(
-                f"app-scoped dependency {describe_callable(call)} is not set up: "
-                "the app's lifespan has not started (serve it, or use TestClient)"
-            ) from None
-
-    def lifespan_with_dependencies(
-        self, inner: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None
-    ) -> Callable[[], contextlib.AbstractAsyncContextManager[object]] | None:
-        """The lifespan context, with the scope="app" dependencies inside it."""
-        if not self._app_scoped:
-            return inner
-
-        @contextlib.asynccontextmanager
-        async def context() -> AsyncIterator[None]:
-            async with contextlib.AsyncExitStack() as stack:
-                if inner is not None:
-                    await stack.enter_async_context(inner())
-                stack.callback(self._app_values.clear)
-                for call, takes_app in self._app_scoped.items():
-                    made = call(self) if takes_app else call()
-                    if inspect.isasyncgen(made):
-                        value = await stack.enter_async_context(_generator_context(made))
-                    elif hasattr(made, "__aenter__"):
-                        value = await stack.enter_async_context(made)
-                    else:
-                        value = await made if inspect.isawaitable(made) else made
-                    self._app_values[call] = value
-                yield  # torn down in reverse, after app.nursery has drained
-
-        return context
-
-
-@contextlib.asynccontextmanager
-async def _generator_context(generator: Any) -> AsyncIterator[object]:
-    async with contextlib.aclosing(generator):
-        value = await generator.__anext__()
-        try:
-            yield value
-        except BaseException as error:
-            with contextlib.suppress(StopAsyncIteration):
-                await generator.athrow(error)
-            raise
-        with contextlib.suppress(StopAsyncIteration):
-            await generator.__anext__()
 
 
 def route_graph(

@@ -6,7 +6,9 @@ route is declared; this module only computes values and runs teardowns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Awaitable
 from typing import Any, final
 
@@ -19,14 +21,22 @@ from ._response import Response, to_response
 logger = logging.getLogger("trioweb")
 
 
+# Module globals: the cheapest lookup there is.
+_GENERATOR, _COROUTINE, _CONTEXT, _APP = Kind.GENERATOR, Kind.COROUTINE, Kind.CONTEXT, Kind.APP
+_NO_VALUES: dict[str, object] = {}
+_get_hooks, _set_hooks = sys.get_asyncgen_hooks, sys.set_asyncgen_hooks
+#: A dependency's exit: (its node, the generator or context manager to finish).
+Exit = tuple[Node, Any]
+
+
 @final
 class Teardowns:
     """The exits of one request's dependencies, unwound in reverse order."""
 
     __slots__ = ("_exits",)
 
-    def __init__(self) -> None:
-        self._exits: list[tuple[Node, Any]] = []
+    def __init__(self, exits: list[Exit] | None = None) -> None:
+        self._exits: list[Exit] = [] if exits is None else exits
 
     def push(self, node: Node, handle: Any) -> None:
         self._exits.append((node, handle))
@@ -62,13 +72,6 @@ class Teardowns:
             node, handle = self._exits.pop()
             if not node.suspends:  # it cannot yield to Trio, so nothing can cancel it
                 try:
-                    if error is None and node.kind is Kind.GENERATOR:  # the hot path, inline
-                        try:
-                            await handle.__anext__()
-                        except StopAsyncIteration:
-                            continue
-                        await handle.aclose()
-                        raise RuntimeError(f"dependency {node.name} yielded more than once")
                     await _exit(node, handle, error)
                 except Exception as raised:
                     failure = _failed(node, raised, error, failure)
@@ -94,6 +97,37 @@ class Teardowns:
             raise failure
 
 
+def unwind_now(exits: list[Exit]) -> None:
+    """:meth:`Teardowns.unwind` after a success, for exits that cannot suspend.
+
+    Every exit of a graph none of whose nodes can suspend is an async
+    generator with no ``await``: each is driven to its end here, synchronously,
+    with no coroutine, shield or deadline, which nothing could use.
+
+    Raises:
+        Exception: The first teardown failure (the others are logged).
+    """
+    failure: Exception | None = None
+    while exits:
+        node, generator = exits.pop()
+        try:
+            generator.asend(None).send(None)
+        except StopAsyncIteration:
+            continue
+        except StopIteration:  # it yielded again: close it, it is a bug
+            failure = _failed(node, _yielded_twice(node, generator), None, failure)
+        except Exception as raised:
+            failure = _failed(node, raised, None, failure)
+    if failure is not None:
+        raise failure
+
+
+def _yielded_twice(node: Node, generator: Any) -> RuntimeError:
+    with contextlib.suppress(StopIteration, StopAsyncIteration):
+        generator.aclose().send(None)
+    return RuntimeError(f"dependency {node.name} yielded more than once")
+
+
 def _failed(
     node: Node, raised: BaseException, error: BaseException | None, failure: Exception | None
 ) -> Exception | None:
@@ -111,10 +145,10 @@ def _failed(
 
 
 async def _exit(node: Node, handle: Any, error: BaseException | None) -> None:
-    if node.kind is Kind.GENERATOR:
+    if node.kind is _GENERATOR:
         try:
             if error is None:
-                await handle.__anext__()
+                await handle.asend(None)
             else:
                 await handle.athrow(error)
         except StopAsyncIteration:
@@ -127,25 +161,99 @@ async def _exit(node: Node, handle: Any, error: BaseException | None) -> None:
         raise error
 
 
-async def enter(node: Node, kwargs: dict[str, object], teardowns: Teardowns) -> object:
-    """Set up one dependency: its value, its teardown pushed on ``teardowns``."""
-    kind = node.kind
-    if kind is Kind.COROUTINE:
-        return await node.call(**kwargs)
-    if kind is Kind.GENERATOR:
-        generator = node.call(**kwargs)
-        try:
-            value = await generator.__anext__()
-        except StopAsyncIteration:
-            raise RuntimeError(f"dependency {node.name} did not yield") from None
-        teardowns.push(node, generator)
-        return value
-    made = node.call(**kwargs)
-    if kind is Kind.CONTEXT or hasattr(made, "__aenter__"):
-        value = await made.__aenter__()
-        teardowns.push(node, made)
-        return value
-    return made
+async def set_up(
+    side: Any, graph: Graph, values: dict[str, object], exits: list[Exit]
+) -> list[object]:
+    """Set up every dependency of ``graph``, in order; their exits appended to ``exits``.
+
+    Args:
+        side: The exchange (what injected parameters are fetched from).
+        graph: The route's graph, overrides applied.
+        values: The request's data, extracted with ``graph.plan``.
+        exits: Where each teardown is pushed, as soon as its setup succeeded.
+
+    Returns:
+        The value of each node, by index.
+
+    Raises:
+        Exception: What a dependency raised (an HTTPError answers the request).
+
+    Cancellation:
+        Anywhere in a setup; what was set up is on ``exits``, for the caller
+        to unwind, shielded.
+    """
+    results: list[object] = []
+    append = results.append
+    for node in graph.nodes:
+        kind = node.kind
+        if kind is _APP:
+            append(side.app.app_value(node.call))
+            continue
+        if node.bare:
+            made = node.call()
+        else:
+            kwargs = {name: get(side) for name, get in node.getters} if node.getters else {}
+            for name, key in node.data:
+                kwargs[name] = values[key]
+            for name, index in node.needs:
+                kwargs[name] = results[index]
+            made = node.call(**kwargs)
+        if kind is _GENERATOR:
+            # The first asend() without Trio's first-iteration hook: it registers
+            # each async generator (a WeakSet entry and its weakref callback, half
+            # a dependency's cost), so that one abandoned half-way is finalized at
+            # the end of the run, and a dependency's never is: its exit is pushed
+            # at once, and every exit is run to its end or closed (Teardowns).
+            # asend() only reads the hooks: no Python code runs while they are unset.
+            hooks = _get_hooks()
+            _set_hooks(None, None)
+            try:
+                step = made.asend(None)
+            finally:
+                _set_hooks(*hooks)
+            try:
+                append(await step)
+            except StopAsyncIteration:
+                raise RuntimeError(f"dependency {node.name} did not yield") from None
+            exits.append((node, made))
+        elif kind is _COROUTINE:
+            append(await made)
+        elif kind is _CONTEXT:
+            append(await made.__aenter__())
+            exits.append((node, made))
+        else:  # _SYNC: what it returned is the value
+            append(made)
+    return results
+
+
+def handler_arguments(
+    side: Any, graph: Graph, values: dict[str, object], results: list[object]
+) -> dict[str, object]:
+    """The handler's keyword arguments: injected, its own data, its dependencies' values."""
+    endpoint = side.endpoint
+    kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
+    for name, key in graph.data:
+        kwargs[name] = values[key]
+    for name, index in graph.handler_needs:
+        kwargs[name] = results[index]
+    return kwargs
+
+
+def request_values(side: Any, graph: Graph, body: bytes | None) -> dict[str, object]:
+    """The request's query, header, cookie and body values for the whole graph.
+
+    Raises:
+        HTTPError: 400, 415 or 422 for bad data anywhere in the graph.
+    """
+    if not graph.plan.getters:
+        return _NO_VALUES
+    scope = side.scope
+    return extract(
+        graph.plan,
+        query_string=scope.get("query_string", b""),
+        raw_headers=scope.get("headers", ()),
+        body=body,
+    )
 
 
 async def call_with_dependencies(side: Any) -> Any:
@@ -153,8 +261,7 @@ async def call_with_dependencies(side: Any) -> Any:
 
     For a plain response the teardowns run here, before it is sent; for a
     stream or a file they are left on ``side.teardowns`` for after its last
-    byte. Per request, this only loops over what was decided at declaration;
-    the common kinds are written out here, a frame less per dependency.
+    byte. Per request, this only loops over what was decided at declaration.
 
     Raises:
         HTTPError: 400, 415 or 422 for bad data anywhere in the graph (before
@@ -167,51 +274,33 @@ async def call_with_dependencies(side: Any) -> Any:
     """
     endpoint = side.endpoint
     graph: Graph = endpoint.dependencies
-    if side.app.dependency_overrides:
-        graph = graph.with_overrides(side.app.dependency_overrides)
-    teardowns = Teardowns()
+    app = side.app
+    if app.dependency_overrides:
+        graph = app.graph_with_overrides(graph)
+    exits: list[Exit] = []
     try:
-        if graph.plan.getters:
-            scope = side.scope
-            values = extract(
-                graph.plan,
-                query_string=scope.get("query_string", b""),
-                raw_headers=scope.get("headers", ()),
-                body=await side.read_body() if graph.plan.needs_body else None,
-            )
-        results: list[object] = []
-        for node in graph.nodes:
-            kwargs = {name: get(side) for name, get in node.getters} if node.getters else {}
-            for name, key in node.data:
-                kwargs[name] = values[key]
-            for name, index in node.needs:
-                kwargs[name] = results[index]
-            kind = node.kind
-            if kind is Kind.GENERATOR:
-                generator = node.call(**kwargs)
-                try:
-                    results.append(await generator.__anext__())
-                except StopAsyncIteration:
-                    raise RuntimeError(f"dependency {node.name} did not yield") from None
-                teardowns.push(node, generator)
-            elif kind is Kind.COROUTINE:
-                results.append(await node.call(**kwargs))
-            elif kind is Kind.APP:
-                results.append(side.app.app_value(node.call))
-            else:
-                results.append(await enter(node, kwargs, teardowns))
-        handler_kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
+        plan = graph.plan
+        if plan.getters:
+            body = await side.read_body() if plan.needs_body else None
+            values = request_values(side, graph, body)
+        else:
+            values = _NO_VALUES
+        results = await set_up(side, graph, values, exits)
+        # handler_arguments(), written out: this is every request's path.
+        kwargs = endpoint.injected(side) if endpoint.getters else {}
         for name, key in graph.data:
-            handler_kwargs[name] = values[key]
-        for param, index in graph.needs:
-            if param is not None:
-                handler_kwargs[param] = results[index]
-        response = to_response(await endpoint.handler(**handler_kwargs), endpoint.status_code)
+            kwargs[name] = values[key]
+        for name, index in graph.handler_needs:
+            kwargs[name] = results[index]
+        response = to_response(await endpoint.handler(**kwargs), endpoint.status_code)
     except BaseException as error:
-        await teardowns.unwind(error)
+        await Teardowns(exits).unwind(error)
         raise
-    if isinstance(response, Response):
-        await teardowns.unwind(None)
-    else:
-        side.teardowns = teardowns
+    if exits:
+        if not isinstance(response, Response):
+            side.teardowns = Teardowns(exits)  # a stream or file: after its last byte
+        elif graph.suspends:
+            await Teardowns(exits).unwind(None)
+        else:
+            unwind_now(exits)
     return response
