@@ -37,7 +37,6 @@ and does not mask it.
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -49,20 +48,11 @@ from ._binding import BODY_SOURCES, BindingPlan, Depends, Source, make_plan
 from ._blocking import check_callback
 from ._endpoint import getter_of, never_awaits, never_suspends
 from ._errors import BlockingCallbackError, RouteDefinitionError
+from ._setup_code import Getter, Kind, Node, SetUp, compile_setup
 from ._util import describe_callable
 
-#: Fetches one injected argument (Request, App, ...) from the exchange.
-Getter = Callable[[Any], object]
 #: Makes a plan for a callable: what the app's route kind offers.
 Planner = Callable[[Callable[..., Any]], BindingPlan]
-
-
-class Kind(enum.IntEnum):
-    COROUTINE = 0  # async def: a value, no teardown
-    GENERATOR = 1  # async generator: setup, yield, teardown
-    CONTEXT = 2  # async context manager factory
-    SYNC = 3  # a plain function that cannot block: what it returns is the value
-    APP = 4  # scope="app": set up at startup, its value read per request
 
 
 def _kind(call: Callable[..., Any], chain: str) -> Kind:
@@ -88,33 +78,6 @@ def _kind(call: Callable[..., Any], chain: str) -> Kind:
 
 @final
 @attrs.frozen
-class Node:
-    """One dependency of a route, decided at decoration."""
-
-    call: Callable[..., Any]
-    name: str
-    kind: Kind
-    #: (parameter, getter) of its path parameters and injected objects.
-    getters: tuple[tuple[str, Getter], ...]
-    #: (parameter, key in the merged plan's values) of its request data.
-    data: tuple[tuple[str, str], ...]
-    #: (parameter, index of the node) of the dependencies it takes.
-    needs: tuple[tuple[str, int], ...]
-    teardown_timeout: float
-    #: Whether its setup or teardown may yield to Trio (else neither needs a scope).
-    suspends: bool = True
-    #: Whether it takes the request's nursery (which must then be open before it).
-    takes_nursery: bool = False
-    #: Whether it takes nothing at all: called without building its arguments.
-    bare: bool = attrs.field(init=False)
-
-    @bare.default
-    def _bare(self) -> bool:
-        return not (self.getters or self.data or self.needs)
-
-
-@final
-@attrs.frozen
 class Graph:
     """A route's dependencies in dependency order, and how the handler takes them."""
 
@@ -129,6 +92,8 @@ class Graph:
     rebuild: Callable[[Mapping[Callable[..., Any], Callable[..., Any]]], Graph] = attrs.field(
         eq=False, repr=False
     )
+    #: Sets the nodes up and returns the handler's arguments (see ``_setup_code``).
+    set_up: SetUp = attrs.field(eq=False, repr=False)
     #: Whether any node may yield to Trio: if none does, and neither does the
     #: handler, the request needs no scope (see ``Endpoint.needs_scope``).
     suspends: bool = attrs.field(init=False)
@@ -136,8 +101,6 @@ class Graph:
     app_scoped: tuple[Callable[..., Any], ...] = ()
     #: Whether a dependency takes the request's nursery.
     needs_nursery: bool = attrs.field(init=False)
-    #: (parameter, node index) of the handler's own dependencies (route-wide ones left out).
-    handler_needs: tuple[tuple[str, int], ...] = attrs.field(init=False)
     _overridden: dict[tuple[Any, ...], Graph] = attrs.field(
         factory=dict, eq=False, repr=False, init=False
     )
@@ -149,10 +112,6 @@ class Graph:
     @needs_nursery.default
     def _needs_nursery(self) -> bool:
         return any(node.takes_nursery for node in self.nodes)
-
-    @handler_needs.default
-    def _handler_needs(self) -> tuple[tuple[str, int], ...]:
-        return tuple((name, index) for name, index in self.needs if name is not None)
 
     def with_overrides(self, overrides: Mapping[Callable[..., Any], Callable[..., Any]]) -> Graph:
         """This graph with ``overrides`` applied (resolved once per set of overrides)."""
@@ -269,7 +228,7 @@ def resolve(
         )
         active.pop()
         index = len(nodes)
-        getters = tuple((b.name, g) for b in plan.binders if (g := getter(b)) is not None)
+        path, getters = _injected(plan, getter)
         nodes.append(
             Node(
                 call,
@@ -281,6 +240,7 @@ def resolve(
                 marker.teardown_timeout or teardown_timeout,
                 _suspends(call, kind),
                 Source.NURSERY in plan.sources,
+                path,
             )
         )
         if marker.cache:
@@ -310,8 +270,30 @@ def resolve(
         assert graph is not None  # the same markers
         return graph
 
+    path, getters = _injected(root_plan, getter)
+    set_up = compile_setup(
+        root,
+        tuple(nodes),
+        path=path,
+        getters=getters,
+        data=data,
+        needs=tuple((name, index) for name, index in needs if name is not None),
+    )
     plan = BindingPlan(tuple(data_binders))
-    return Graph(tuple(nodes), plan, data, tuple(needs), rebuild, tuple(app_scoped))
+    return Graph(tuple(nodes), plan, data, tuple(needs), rebuild, set_up, tuple(app_scoped))
+
+
+def _injected(
+    plan: BindingPlan, getter: Callable[[Any], Getter | None]
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, Getter], ...]]:
+    """(parameter, key) of the path parameters and (parameter, getter) of the injected objects."""
+    path = tuple((b.name, b.key) for b in plan.binders if b.source is Source.PATH)
+    getters = tuple(
+        (b.name, g)
+        for b in plan.binders
+        if b.source is not Source.PATH and (g := getter(b)) is not None
+    )
+    return path, getters
 
 
 def route_graph(

@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Awaitable
 from typing import Any, final
 
 import trio
 
-from ._depends import Graph, Kind, Node
+from ._depends import Graph
 from ._getters import extract
 from ._response import Response, to_response
+from ._setup_code import Kind, Node
 
 logger = logging.getLogger("trioweb")
 
 
-# Module globals: the cheapest lookup there is.
-_GENERATOR, _COROUTINE, _CONTEXT, _APP = Kind.GENERATOR, Kind.COROUTINE, Kind.CONTEXT, Kind.APP
+_GENERATOR = Kind.GENERATOR
 _NO_VALUES: dict[str, object] = {}
-_get_hooks, _set_hooks = sys.get_asyncgen_hooks, sys.set_asyncgen_hooks
 #: A dependency's exit: (its node, the generator or context manager to finish).
 Exit = tuple[Node, Any]
 
@@ -161,84 +159,6 @@ async def _exit(node: Node, handle: Any, error: BaseException | None) -> None:
         raise error
 
 
-async def set_up(
-    side: Any, graph: Graph, values: dict[str, object], exits: list[Exit]
-) -> list[object]:
-    """Set up every dependency of ``graph``, in order; their exits appended to ``exits``.
-
-    Args:
-        side: The exchange (what injected parameters are fetched from).
-        graph: The route's graph, overrides applied.
-        values: The request's data, extracted with ``graph.plan``.
-        exits: Where each teardown is pushed, as soon as its setup succeeded.
-
-    Returns:
-        The value of each node, by index.
-
-    Raises:
-        Exception: What a dependency raised (an HTTPError answers the request).
-
-    Cancellation:
-        Anywhere in a setup; what was set up is on ``exits``, for the caller
-        to unwind, shielded.
-    """
-    results: list[object] = []
-    append = results.append
-    for node in graph.nodes:
-        kind = node.kind
-        if kind is _APP:
-            append(side.app.app_value(node.call))
-            continue
-        if node.bare:
-            made = node.call()
-        else:
-            kwargs = {name: get(side) for name, get in node.getters} if node.getters else {}
-            for name, key in node.data:
-                kwargs[name] = values[key]
-            for name, index in node.needs:
-                kwargs[name] = results[index]
-            made = node.call(**kwargs)
-        if kind is _GENERATOR:
-            # The first asend() without Trio's first-iteration hook: it registers
-            # each async generator (a WeakSet entry and its weakref callback, half
-            # a dependency's cost), so that one abandoned half-way is finalized at
-            # the end of the run, and a dependency's never is: its exit is pushed
-            # at once, and every exit is run to its end or closed (Teardowns).
-            # asend() only reads the hooks: no Python code runs while they are unset.
-            hooks = _get_hooks()
-            _set_hooks(None, None)
-            try:
-                step = made.asend(None)
-            finally:
-                _set_hooks(*hooks)
-            try:
-                append(await step)
-            except StopAsyncIteration:
-                raise RuntimeError(f"dependency {node.name} did not yield") from None
-            exits.append((node, made))
-        elif kind is _COROUTINE:
-            append(await made)
-        elif kind is _CONTEXT:
-            append(await made.__aenter__())
-            exits.append((node, made))
-        else:  # _SYNC: what it returned is the value
-            append(made)
-    return results
-
-
-def handler_arguments(
-    side: Any, graph: Graph, values: dict[str, object], results: list[object]
-) -> dict[str, object]:
-    """The handler's keyword arguments: injected, its own data, its dependencies' values."""
-    endpoint = side.endpoint
-    kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
-    for name, key in graph.data:
-        kwargs[name] = values[key]
-    for name, index in graph.handler_needs:
-        kwargs[name] = results[index]
-    return kwargs
-
-
 def request_values(side: Any, graph: Graph, body: bytes | None) -> dict[str, object]:
     """The request's query, header, cookie and body values for the whole graph.
 
@@ -285,13 +205,7 @@ async def call_with_dependencies(side: Any) -> Any:
             values = request_values(side, graph, body)
         else:
             values = _NO_VALUES
-        results = await set_up(side, graph, values, exits)
-        # handler_arguments(), written out: this is every request's path.
-        kwargs = endpoint.injected(side) if endpoint.getters else {}
-        for name, key in graph.data:
-            kwargs[name] = values[key]
-        for name, index in graph.handler_needs:
-            kwargs[name] = results[index]
+        kwargs = await graph.set_up(side, values, exits)
         response = to_response(await endpoint.handler(**kwargs), endpoint.status_code)
     except BaseException as error:
         await Teardowns(exits).unwind(error)
