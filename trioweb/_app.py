@@ -327,7 +327,6 @@ _WEBSOCKET_SOURCES = frozenset(Source) - {
     Source.JSON,
     Source.RAW,
     Source.FORM,
-    Source.DEPENDS,  # not yet: a WebSocket exchange does not run dependencies
 }
 
 
@@ -340,17 +339,17 @@ def _endpoint(
     options: Mapping[str, Any],
 ) -> Endpoint:
     """The endpoint of one route (or one method of a view), its dependencies resolved."""
-    graph = None
-    if not declaration.websocket:  # a WebSocket exchange does not run dependencies (yet)
-        graph = route_graph(
-            handler,
-            plan,
-            path_params=path_params,
-            injectable=_INJECTABLE,
-            allowed=_HTTP_SOURCES,
-            teardown_timeout=app.teardown_timeout,
-            extra=(*app.dependencies, *declaration.dependencies),
-        )
+    # App-wide and router-wide dependencies run for WebSocket routes too (auth,
+    # say), after the before_websocket hooks, as for HTTP after before_request.
+    graph = route_graph(
+        handler,
+        plan,
+        path_params=path_params,
+        injectable=_INJECTABLE,
+        allowed=_WEBSOCKET_SOURCES if declaration.websocket else _HTTP_SOURCES,
+        teardown_timeout=app.teardown_timeout,
+        extra=(*app.dependencies, *declaration.dependencies),
+    )
     app.add_app_scoped(graph)
     return Endpoint(handler, plan, websocket=declaration.websocket, dependencies=graph, **options)
 

@@ -37,7 +37,6 @@ and does not mask it.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
@@ -60,14 +59,11 @@ def _kind(call: Callable[..., Any], chain: str) -> Kind:
         return Kind.GENERATOR
     if inspect.iscoroutinefunction(call):
         return Kind.COROUTINE
-    target = call
-    while isinstance(target, functools.partial):
-        target = target.func
-    if inspect.isasyncgenfunction(inspect.unwrap(target)) or (
-        isinstance(target, type) and hasattr(target, "__aenter__")
+    if inspect.isasyncgenfunction(inspect.unwrap(call)) or (
+        isinstance(call, type) and hasattr(call, "__aenter__")
     ):
-        # @asynccontextmanager (or a partial of one), or a class that is one:
-        # decided here, so a sync function's result is never entered per request.
+        # @asynccontextmanager, or a class that is one: decided here, so that
+        # what a sync function returns is its value, never entered per request.
         return Kind.CONTEXT
     try:
         check_callback(call)

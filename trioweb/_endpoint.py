@@ -132,7 +132,9 @@ class Endpoint:
 
     @needs_nursery.default
     def _needs_nursery(self) -> bool:
-        return Source.NURSERY in self.plan.sources
+        # A dependency's nursery is the request's too: open before the setup.
+        graph = self.dependencies
+        return Source.NURSERY in self.plan.sources or (graph is not None and graph.needs_nursery)
 
     @needs_scope.default
     def _needs_scope(self) -> bool:
