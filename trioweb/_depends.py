@@ -14,15 +14,17 @@ cookie and body parameter of the whole graph is merged into one binding plan,
 so that a request's data is parsed once and every bad field of the graph is
 reported in one 422, at its own loc.
 
-Per request, :func:`solve` only computes values: one node at a time, in
-order, each async generator run to its ``yield`` and each async context
-manager entered, their exits pushed on a :class:`Teardowns` stack. The stack
-is unwound in reverse order (:meth:`Teardowns.unwind`):
+The graph's setup is then written out as one coroutine function
+(``_setup_code``). Per request, it only computes values: one node at a time,
+in order, each async generator run to its ``yield`` and each async context
+manager entered, their exits pushed on a stack that ``_solve`` unwinds in
+reverse order (:class:`~._solve.Teardowns`):
 
 * after a handler returned a plain response, *before* it is sent, so that a
   failing commit becomes a 500 and the client never sees success for work
   not committed; after the last byte of a stream or file, which may use the
-  dependency (the exchange does that);
+  dependency (the exchange does that); for a WebSocket, when the handler and
+  its nursery's tasks have ended, before trioweb's close;
 * on an exception or a cancellation (a disconnect, the route's timeout,
   shutdown, an abort): the exception is thrown into each generator at its
   ``yield`` (so ``async with conn.transaction()`` rolls back).
