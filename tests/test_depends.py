@@ -5,6 +5,7 @@
 import functools
 import logging
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -886,3 +887,30 @@ async def test_hundreds_of_clients_leaving_at_every_point_each_tear_down_once(
     assert commits + rollbacks == count
     assert commits > 0
     assert rollbacks > 0
+
+
+async def test_trios_asyncgen_hooks_are_back_when_a_generator_dependency_runs() -> None:
+    # Its first asend() is made without Trio's first-iteration hook (_setup_code):
+    # the hooks must be Trio's again before any code of the generator runs.
+    app = App()
+    seen: list[object] = []
+
+    async def inner() -> AsyncIterator[int]:
+        yield 1
+
+    async def dependency() -> AsyncIterator[int]:
+        seen.append(sys.get_asyncgen_hooks())
+        async for value in inner():  # an async generator of its own: Trio registers it
+            yield value
+
+    @app.get("/")
+    async def handler(value: Annotated[int, Depends(dependency)]) -> list[int]:
+        seen.append(sys.get_asyncgen_hooks())
+        return [value]
+
+    hooks = sys.get_asyncgen_hooks()
+    assert hooks.firstiter is not None  # Trio's
+    async with TestClient(app) as client:
+        assert (await client.get("/")).json() == [1]
+    assert seen == [hooks, hooks]
+    assert sys.get_asyncgen_hooks() == hooks
