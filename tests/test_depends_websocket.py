@@ -10,6 +10,7 @@ from typing import Annotated
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from trio_websocket import open_websocket_url
 from wsproto.events import AcceptConnection, CloseConnection, RejectConnection
@@ -420,11 +421,18 @@ async def test_hundreds_of_websocket_clients_leaving_at_different_points(
     ups: list[int] = []
     downs: list[int] = []
 
+    seen: list[str] = []
+
     async def session(ws: WebSocket) -> AsyncIterator[int]:
         number = int(ws.query_params["n"])
         ups.append(number)
         try:
             yield number
+        except BaseException as error:
+            seen.append(type(error).__name__)
+            raise
+        else:
+            seen.append("no error")
         finally:
             # One in ten overruns its 2 s teardown_timeout: cut off, logged.
             await trio.sleep(30 if number % 10 == 0 else 1)
@@ -439,9 +447,12 @@ async def test_hundreds_of_websocket_clients_leaving_at_different_points(
             if message == "crash":
                 raise ValueError("crash")
             await ws.send(message)
+            if message == "wait":
+                await trio.sleep(60)  # the client leaves meanwhile: cancelled here
         log.append("loop ended")
 
     count = 300
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
     async with TestClient(app) as client:
 
         async def one(i: int) -> None:
@@ -452,6 +463,9 @@ async def test_hundreds_of_websocket_clients_leaving_at_different_points(
                 await trio.sleep(i % 3)
                 how = i % 5
                 if how == 0:
+                    if i % 2:  # while the handler waits, not in its receive loop
+                        await ws.send_text("wait")
+                        assert await ws.receive_text() == "wait"
                     await ws.disconnect()  # a dropped connection
                 elif how == 1:
                     await ws.close()  # a client's close frame
@@ -467,6 +481,7 @@ async def test_hundreds_of_websocket_clients_leaving_at_different_points(
         async with trio.open_nursery() as nursery:
             for i in range(count):
                 nursery.start_soon(one, i)
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before  # none left
     assert sorted(ups) == list(range(count))
     # Every teardown ran once: those that overran were cut off, the rest completed.
     overran = [i for i in range(count) if i % 10 == 0]
@@ -474,6 +489,9 @@ async def test_hundreds_of_websocket_clients_leaving_at_different_points(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == len(overran)
     assert all("cut off by its 2s teardown_timeout" in r.getMessage() for r in warnings)
+    # Every way in: a clean end, a cancellation (client gone, cut off), a failure.
+    assert len(seen) == count
+    assert {"no error", "Cancelled", "ValueError"} <= set(seen)
 
 
 # ---- over the wire ----
