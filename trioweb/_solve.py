@@ -36,9 +36,6 @@ class Teardowns:
     def __init__(self, exits: list[Exit] | None = None) -> None:
         self._exits: list[Exit] = [] if exits is None else exits
 
-    def push(self, node: Node, handle: Any) -> None:
-        self._exits.append((node, handle))
-
     async def after(self, sending: Awaitable[None] | None) -> None:
         """Await ``sending`` (a stream or file, to its last byte), then unwind.
 
