@@ -5,7 +5,9 @@ Run: ``pip install -e '.[bench]' && python benchmarks/inprocess.py``
 To compare a change with what it replaces, in the same run: export the old
 package (``git archive <commit> trioweb | tar -x -C /tmp/old``) and add
 ``--baseline /tmp/old/trioweb``; it is imported under another name and measured
-as one more peer.
+as one more peer. ``--peers`` and ``--routes`` measure only some (``--routes
+dependencies --peers trioweb,fastapi``), and ``--clock cpu`` reads this
+process's CPU time instead of the wall clock, steadier on a shared machine.
 
 Each app serves the same routes; every request is one ``await app(scope,
 receive, send)`` whose ``receive``/``send`` behave like hypercorn's, so what is
@@ -332,16 +334,21 @@ class Exchange:
             self.done.set()
 
 
+#: The clock time_app() reads: wall time, or with --clock cpu this process's CPU
+#: time, which leaves out the time other processes of a busy machine take.
+CLOCK: list[Callable[[], float]] = [time.perf_counter]
+
+
 async def time_app(app: ASGI, route: str, count: int) -> float:
     """Seconds per request over ``count`` sequential requests."""
     statuses: list[int] = []
     template = make_scope(route)
     body = BODY if template["method"] == "POST" else b""
-    start = time.perf_counter()
+    start = CLOCK[0]()
     for _ in range(count):
         exchange = Exchange(statuses, body)
         await app(dict(template), exchange.receive, exchange.send)
-    elapsed = time.perf_counter() - start
+    elapsed = CLOCK[0]() - start
     if set(statuses) != {200}:
         raise RuntimeError(f"{route} answered {sorted(set(statuses))}, not 200")
     return elapsed / count
@@ -369,7 +376,7 @@ async def lifespan_startup(app: ASGI, nursery: trio.Nursery) -> None:
 
 
 async def measure(
-    rounds: int, count: int, peers: dict[str, Callable[[], ASGI]]
+    rounds: int, count: int, peers: dict[str, Callable[[], ASGI]], routes: dict[str, str]
 ) -> dict[tuple[str, str], float]:
     results: dict[tuple[str, str], list[float]] = {}
     async with trio.open_nursery() as nursery:
@@ -377,30 +384,38 @@ async def measure(
         for app in apps.values():
             await lifespan_startup(app, nursery)
         for app in apps.values():  # warm up every code path once
-            for route in ROUTES.values():
+            for route in routes.values():
                 await time_app(app, route, 200)
         for _ in range(rounds):
             for name, app in apps.items():
                 # quart-trio is ~15x slower: fewer requests keep the run short.
                 n = max(count // 15, 100) if name == "quart-trio" else count
-                for label, route in ROUTES.items():
+                for label, route in routes.items():
                     results.setdefault((name, label), []).append(await time_app(app, route, n))
         nursery.cancel_scope.cancel()
     return {key: statistics.median(values) for key, values in results.items()}
 
 
-def table(results: dict[tuple[str, str], float], peers: dict[str, Callable[[], ASGI]]) -> str:
+def _ratio(results: dict[tuple[str, str], float], top: str, bottom: str, route: str) -> str:
+    if (top, route) not in results or (bottom, route) not in results:
+        return "-"  # a peer left out with --peers
+    return f"{results[top, route] / results[bottom, route]:.2f}"
+
+
+def table(
+    results: dict[tuple[str, str], float], peers: dict[str, Callable[[], ASGI]], routes: list[str]
+) -> str:
     lines = [
         "| app | route | µs/request | vs bare ASGI | vs starlette | quart-trio time / app time |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for name in peers:
-        for route in ROUTES:
-            value = results[name, route]
-            bare, starlette = results["bare ASGI", route], results["starlette", route]
+        for route in routes:
             lines.append(
-                f"| {name} | {route} | {value * 1e6:.1f} | {value / bare:.1f} "
-                f"| {value / starlette:.2f} | {results['quart-trio', route] / value:.1f} |"
+                f"| {name} | {route} | {results[name, route] * 1e6:.1f} "
+                f"| {_ratio(results, name, 'bare ASGI', route)} "
+                f"| {_ratio(results, name, 'starlette', route)} "
+                f"| {_ratio(results, 'quart-trio', name, route)} |"
             )
     return "\n".join(lines)
 
@@ -412,35 +427,78 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="another trioweb package directory, measured as a peer"
     )
+    parser.add_argument(
+        "--peers",
+        help=f"comma-separated peers to measure (default all: {', '.join(PEERS)})",
+    )
+    parser.add_argument(
+        "--routes",
+        help="comma-separated routes, each by a part of its label: plain, JSON, dependencies, "
+        "binding (default all; 'dependencies' brings 'JSON + int param' along, its twin)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time (the default), or this process's CPU time: steadier on a shared machine",
+    )
     args = parser.parse_args()
+    if args.clock == "cpu":
+        CLOCK[0] = time.process_time
     peers = dict(PEERS)
+    if args.peers:
+        wanted = args.peers.split(",")
+        unknown = set(wanted) - set(PEERS)
+        if unknown:
+            parser.error(f"unknown peers {sorted(unknown)}; known: {list(PEERS)}")
+        peers = {name: PEERS[name] for name in wanted}
+    routes = dict(ROUTES)
+    if args.routes:
+        words = args.routes.split(",")
+        routes = {
+            label: target
+            for label, target in ROUTES.items()
+            if any(word.lower() in label.lower() for word in words)
+        }
+        if DEPENDS_ROUTE in routes:
+            routes["JSON + int param"] = ROUTES["JSON + int param"]
+        if not routes:
+            parser.error(f"no route matches {words}; routes: {list(ROUTES)}")
     if args.baseline:
         baseline = load_baseline(args.baseline)
         peers["trioweb (baseline)"] = lambda: trioweb_app(baseline)
-    results = trio.run(measure, args.rounds, args.count, peers)
-    print(table(results, peers))
-    for route in ROUTES:
-        ratio = results["trioweb", route] / results["starlette", route]
-        fastapi = results["trioweb", route] / results["fastapi", route]
-        speedup = results["quart-trio", route] / results["trioweb", route]
+    results = trio.run(measure, args.rounds, args.count, peers, routes)
+    print(table(results, peers, [label for label in ROUTES if label in routes]))
+    for route in routes:
+        if ("trioweb", route) not in results:
+            break
+        parts = [
+            f"{_ratio(results, 'trioweb', peer, route)}x {peer}'s time"
+            for peer in ("starlette", "fastapi")
+            if (peer, route) in results
+        ]
         # The targets are set for the plain and JSON routes; the binding route
         # compares strict validation with the peers' hand parsing.
-        targets = " (targets: <= 2, >= 10)" if route in TARGET_ROUTES else ""
-        print(
-            f"{route}: trioweb takes {ratio:.2f}x Starlette's time, {fastapi:.2f}x FastAPI's, "
-            f"and is {speedup:.0f}x faster than quart-trio{targets}"
+        targets = (
+            " (targets: <= 2 Starlette's, >= 10 quart-trio's)" if route in TARGET_ROUTES else ""
         )
+        if ("quart-trio", route) in results:
+            speedup = results["quart-trio", route] / results["trioweb", route]
+            parts.append(f"{speedup:.0f}x faster than quart-trio")
+        print(f"{route}: trioweb takes {', '.join(parts)}{targets}")
         if args.baseline:
-            before = results["trioweb (baseline)", route] / results["starlette", route]
             now = results["trioweb", route] / results["trioweb (baseline)", route]
-            print(f"  baseline: {before:.2f}x Starlette's time; trioweb/baseline {now:.3f}")
-    cost = results["trioweb", DEPENDS_ROUTE] - results["trioweb", "JSON + int param"]
-    fastapi_cost = results["fastapi", DEPENDS_ROUTE] - results["fastapi", "JSON + int param"]
-    print(
-        f"dependencies: trioweb {results['trioweb', DEPENDS_ROUTE] * 1e6:.1f} µs "
-        f"({cost * 1e6:+.1f} µs over the same route without; target <= 3), "
-        f"FastAPI {results['fastapi', DEPENDS_ROUTE] * 1e6:.1f} µs ({fastapi_cost * 1e6:+.1f} µs)"
-    )
+            print(f"  trioweb/baseline {now:.3f}")
+    if DEPENDS_ROUTE in routes:
+        for name in peers:
+            if name in ("bare ASGI", "starlette", "quart-trio"):
+                continue  # no dependency system: the same handler on both routes
+            cost = results[name, DEPENDS_ROUTE] - results[name, "JSON + int param"]
+            target = " (target <= 3)" if name == "trioweb" else ""
+            print(
+                f"dependencies: {name} {results[name, DEPENDS_ROUTE] * 1e6:.1f} µs, "
+                f"{cost * 1e6:+.2f} µs over the same route without{target}"
+            )
 
 
 if __name__ == "__main__":

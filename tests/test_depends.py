@@ -5,6 +5,7 @@
 import functools
 import logging
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +29,6 @@ from trioweb import (
     Server,
     State,
     StreamingResponse,
-    WebSocket,
     serve,
 )
 from trioweb.testing import TestClient
@@ -694,19 +694,6 @@ async def test_shutdown_mid_handler_rolls_back_once_shielded() -> None:
     assert len(log) == 4
 
 
-def test_websocket_routes_refuse_dependencies_for_now() -> None:
-    app = App()
-
-    async def thing() -> int:
-        return 1
-
-    async def chat(ws: WebSocket, n: Annotated[int, Depends(thing)]) -> None:
-        pass
-
-    with pytest.raises(RouteDefinitionError, match="dependency is not available here"):
-        app.websocket("/ws")(chat)
-
-
 def test_depends_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="callable"):
         Depends(3)  # type: ignore[arg-type]  # the mistake under test
@@ -769,6 +756,98 @@ async def test_app_scoped_dependencies_live_from_startup_to_shutdown() -> None:
     ]
 
 
+async def test_an_override_set_before_startup_replaces_an_app_scoped_dependency() -> None:
+    log: list[str] = []
+    app = App()
+
+    async def pool(app: App) -> AsyncIterator[str]:
+        log.append("real pool")  # would connect to a database
+        yield "real"
+
+    async def fake_pool() -> AsyncIterator[str]:
+        log.append("fake pool up")
+        yield "fake"
+        log.append("fake pool down")
+
+    @app.get("/")
+    async def handler(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+        return p
+
+    app.dependency_overrides[pool] = fake_pool  # before the lifespan starts
+    async with TestClient(app) as client:
+        assert (await client.get("/")).text == "fake"
+        assert (await client.get("/")).text == "fake"  # set up once, at startup
+    assert log == ["fake pool up", "fake pool down"]
+
+
+async def test_an_app_scoped_override_changed_after_startup_fails_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    async def pool() -> str:
+        return "real"
+
+    async def fake_pool() -> str:
+        return "fake"
+
+    @app.get("/")
+    async def handler(p: Annotated[str, Depends(pool, scope="app")]) -> str:
+        return p
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).text == "real"
+        app.dependency_overrides[pool] = fake_pool  # too late: the value exists already
+        assert (await client.get("/")).status_code == 500
+        del app.dependency_overrides[pool]
+        assert (await client.get("/")).text == "real"
+    [record] = warnings_and_errors(caplog)
+    assert record.exc_info is not None
+    assert "changed after startup" in str(record.exc_info[1])
+
+
+async def test_a_sync_dependency_returning_a_context_manager_is_its_value() -> None:
+    app = App()
+    entered: list[str] = []
+
+    @asynccontextmanager
+    async def session() -> AsyncIterator[str]:
+        entered.append("entered")
+        await trio.lowlevel.checkpoint()
+        yield "session"
+
+    def factory() -> object:
+        return session()  # a plain function: what it returns is the value, not entered
+
+    @app.get("/plain")
+    async def plain(cm: Annotated[Any, Depends(factory)]) -> str:
+        return type(cm).__name__
+
+    @app.get("/factory")
+    async def entered_one(s: Annotated[str, Depends(session)]) -> str:
+        return s  # the @asynccontextmanager function itself: entered
+
+    async with TestClient(app) as client:
+        assert (await client.get("/plain")).text == "_AsyncGeneratorContextManager"
+        assert entered == []
+        assert (await client.get("/factory")).text == "session"
+        assert entered == ["entered"]
+
+
+async def test_a_dependency_may_take_the_requests_nursery() -> None:
+    app = App()
+
+    async def spawner(nursery: trio.Nursery) -> trio.Nursery:
+        return nursery
+
+    @app.get("/")
+    async def handler(n: Annotated[trio.Nursery, Depends(spawner)]) -> str:
+        return type(n).__name__
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).text == "Nursery"
+
+
 def test_app_scoped_dependency_takes_the_app_or_nothing() -> None:
     app = App()
 
@@ -808,3 +887,30 @@ async def test_hundreds_of_clients_leaving_at_every_point_each_tear_down_once(
     assert commits + rollbacks == count
     assert commits > 0
     assert rollbacks > 0
+
+
+async def test_trios_asyncgen_hooks_are_back_when_a_generator_dependency_runs() -> None:
+    # Its first asend() is made without Trio's first-iteration hook (_setup_code):
+    # the hooks must be Trio's again before any code of the generator runs.
+    app = App()
+    seen: list[object] = []
+
+    async def inner() -> AsyncIterator[int]:
+        yield 1
+
+    async def dependency() -> AsyncIterator[int]:
+        seen.append(sys.get_asyncgen_hooks())
+        async for value in inner():  # an async generator of its own: Trio registers it
+            yield value
+
+    @app.get("/")
+    async def handler(value: Annotated[int, Depends(dependency)]) -> list[int]:
+        seen.append(sys.get_asyncgen_hooks())
+        return [value]
+
+    hooks = sys.get_asyncgen_hooks()
+    assert hooks.firstiter is not None  # Trio's
+    async with TestClient(app) as client:
+        assert (await client.get("/")).json() == [1]
+    assert seen == [hooks, hooks]
+    assert sys.get_asyncgen_hooks() == hooks

@@ -11,10 +11,11 @@ from typing import Any, TypeVar, final
 
 import trio
 
+from ._app_depends import DependencySettings
 from ._binding import BindingPlan, Depends, Source, annotations_of, implicit_converters, make_plan
 from ._data_rate import DEFAULT_MIN_RATE, MinDataRate
 from ._declare import check_endpoint
-from ._depends import DependencySettings, route_graph
+from ._depends import route_graph
 from ._endpoint import Endpoint
 from ._errors import HTTPError, RouteDefinitionError
 from ._exchange import Receive, Send
@@ -326,7 +327,6 @@ _WEBSOCKET_SOURCES = frozenset(Source) - {
     Source.JSON,
     Source.RAW,
     Source.FORM,
-    Source.DEPENDS,  # not yet: a WebSocket exchange does not run dependencies
 }
 
 
@@ -339,17 +339,17 @@ def _endpoint(
     options: Mapping[str, Any],
 ) -> Endpoint:
     """The endpoint of one route (or one method of a view), its dependencies resolved."""
-    graph = None
-    if not declaration.websocket:  # a WebSocket exchange does not run dependencies (yet)
-        graph = route_graph(
-            handler,
-            plan,
-            path_params=path_params,
-            injectable=_INJECTABLE,
-            allowed=_HTTP_SOURCES,
-            teardown_timeout=app.teardown_timeout,
-            extra=(*app.dependencies, *declaration.dependencies),
-        )
+    # App-wide and router-wide dependencies run for WebSocket routes too (auth,
+    # say), after the before_websocket hooks, as for HTTP after before_request.
+    graph = route_graph(
+        handler,
+        plan,
+        path_params=path_params,
+        injectable=_INJECTABLE,
+        allowed=_WEBSOCKET_SOURCES if declaration.websocket else _HTTP_SOURCES,
+        teardown_timeout=app.teardown_timeout,
+        extra=(*app.dependencies, *declaration.dependencies),
+    )
     app.add_app_scoped(graph)
     return Endpoint(handler, plan, websocket=declaration.websocket, dependencies=graph, **options)
 

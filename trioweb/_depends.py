@@ -14,15 +14,17 @@ cookie and body parameter of the whole graph is merged into one binding plan,
 so that a request's data is parsed once and every bad field of the graph is
 reported in one 422, at its own loc.
 
-Per request, :func:`solve` only computes values: one node at a time, in
-order, each async generator run to its ``yield`` and each async context
-manager entered, their exits pushed on a :class:`Teardowns` stack. The stack
-is unwound in reverse order (:meth:`Teardowns.unwind`):
+The graph's setup is then written out as one coroutine function
+(``_setup_code``). Per request, it only computes values: one node at a time,
+in order, each async generator run to its ``yield`` and each async context
+manager entered, their exits pushed on a stack that ``_solve`` unwinds in
+reverse order (:class:`~._solve.Teardowns`):
 
 * after a handler returned a plain response, *before* it is sent, so that a
   failing commit becomes a 500 and the client never sees success for work
   not committed; after the last byte of a stream or file, which may use the
-  dependency (the exchange does that);
+  dependency (the exchange does that); for a WebSocket, when the handler and
+  its nursery's tasks have ended, before trioweb's close;
 * on an exception or a cancellation (a disconnect, the route's timeout,
   shutdown, an abort): the exception is thrown into each generator at its
   ``yield`` (so ``async with conn.transaction()`` rolls back).
@@ -37,10 +39,8 @@ and does not mask it.
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 import attrs
@@ -49,21 +49,11 @@ from ._binding import BODY_SOURCES, BindingPlan, Depends, Source, make_plan
 from ._blocking import check_callback
 from ._endpoint import getter_of, never_awaits, never_suspends
 from ._errors import BlockingCallbackError, RouteDefinitionError
-from ._state import State
+from ._setup_code import Getter, Kind, Node, SetUp, compile_setup
 from ._util import describe_callable
 
-#: Fetches one injected argument (Request, App, ...) from the exchange.
-Getter = Callable[[Any], object]
 #: Makes a plan for a callable: what the app's route kind offers.
 Planner = Callable[[Callable[..., Any]], BindingPlan]
-
-
-class Kind(enum.IntEnum):
-    COROUTINE = 0  # async def: a value, no teardown
-    GENERATOR = 1  # async generator: setup, yield, teardown
-    CONTEXT = 2  # async context manager factory
-    SYNC = 3  # a plain function that cannot block
-    APP = 4  # scope="app": set up at startup, its value read per request
 
 
 def _kind(call: Callable[..., Any], chain: str) -> Kind:
@@ -74,31 +64,14 @@ def _kind(call: Callable[..., Any], chain: str) -> Kind:
     if inspect.isasyncgenfunction(inspect.unwrap(call)) or (
         isinstance(call, type) and hasattr(call, "__aenter__")
     ):
-        return Kind.CONTEXT  # @asynccontextmanager, or a class that is one
+        # @asynccontextmanager, or a class that is one: decided here, so that
+        # what a sync function returns is its value, never entered per request.
+        return Kind.CONTEXT
     try:
         check_callback(call)
     except (TypeError, BlockingCallbackError) as error:
         raise RouteDefinitionError(f"{chain}: a dependency {error}") from None
     return Kind.SYNC
-
-
-@final
-@attrs.frozen
-class Node:
-    """One dependency of a route, decided at decoration."""
-
-    call: Callable[..., Any]
-    name: str
-    kind: Kind
-    #: (parameter, getter) of its path parameters and injected objects.
-    getters: tuple[tuple[str, Getter], ...]
-    #: (parameter, key in the merged plan's values) of its request data.
-    data: tuple[tuple[str, str], ...]
-    #: (parameter, index of the node) of the dependencies it takes.
-    needs: tuple[tuple[str, int], ...]
-    teardown_timeout: float
-    #: Whether its setup or teardown may yield to Trio (else neither needs a scope).
-    suspends: bool = True
 
 
 @final
@@ -117,11 +90,15 @@ class Graph:
     rebuild: Callable[[Mapping[Callable[..., Any], Callable[..., Any]]], Graph] = attrs.field(
         eq=False, repr=False
     )
+    #: Sets the nodes up and returns the handler's arguments (see ``_setup_code``).
+    set_up: SetUp = attrs.field(eq=False, repr=False)
     #: Whether any node may yield to Trio: if none does, and neither does the
     #: handler, the request needs no scope (see ``Endpoint.needs_scope``).
     suspends: bool = attrs.field(init=False)
-    #: (dependency, whether it takes the App) of each scope="app" dependency.
-    app_scoped: tuple[tuple[Callable[..., Any], bool], ...] = ()
+    #: Each scope="app" dependency (as declared: the key of its value and override).
+    app_scoped: tuple[Callable[..., Any], ...] = ()
+    #: Whether a dependency takes the request's nursery.
+    needs_nursery: bool = attrs.field(init=False)
     _overridden: dict[tuple[Any, ...], Graph] = attrs.field(
         factory=dict, eq=False, repr=False, init=False
     )
@@ -129,6 +106,10 @@ class Graph:
     @suspends.default
     def _suspends(self) -> bool:
         return any(node.suspends for node in self.nodes)
+
+    @needs_nursery.default
+    def _needs_nursery(self) -> bool:
+        return any(node.takes_nursery for node in self.nodes)
 
     def with_overrides(self, overrides: Mapping[Callable[..., Any], Callable[..., Any]]) -> Graph:
         """This graph with ``overrides`` applied (resolved once per set of overrides)."""
@@ -149,8 +130,12 @@ def _suspends(call: Callable[..., Any], kind: Kind) -> bool:
     return True  # a context manager's __aenter__/__aexit__: unknown
 
 
-def _app_scoped(call: Callable[..., Any], chain: str) -> tuple[Callable[..., Any], bool]:
-    """(call, whether it takes the App) for a scope="app" dependency: none or one parameter."""
+def takes_app(call: Callable[..., Any], chain: str) -> bool:
+    """Whether a scope="app" dependency takes the App (it takes that or nothing).
+
+    Raises:
+        RouteDefinitionError: It takes more than one parameter.
+    """
     try:
         count = len(inspect.signature(call).parameters)
     except (TypeError, ValueError):
@@ -159,7 +144,7 @@ def _app_scoped(call: Callable[..., Any], chain: str) -> tuple[Callable[..., Any
         raise RouteDefinitionError(
             f"{chain}: a scope='app' dependency runs at startup; it takes the App or nothing"
         )
-    return call, count == 1
+    return count == 1
 
 
 def _short(function: Callable[..., Any]) -> str:
@@ -217,13 +202,17 @@ def resolve(
         here = " → ".join([*chain, name])
         if marker.dependency in [c for c, _ in active]:
             raise RouteDefinitionError(f"dependency cycle: {here}")
+        if marker.scope == "app":
+            # Keyed by the dependency as declared: its override is applied once,
+            # at startup (see _app_depends), never per request.
+            call = marker.dependency
+            if call not in app_scoped:
+                takes_app(call, here)
+                app_scoped[call] = len(nodes)
+                nodes.append(Node(call, describe_callable(call), Kind.APP, (), (), (), 0.0, False))
+            return app_scoped[call]
         if marker.cache and call in cached:
             return cached[call]
-        if marker.scope == "app":
-            index = cached[call] = len(nodes)
-            nodes.append(Node(call, describe_callable(call), Kind.APP, (), (), (), 0.0, False))
-            app_scoped.append(_app_scoped(call, here))
-            return index
         kind = _kind(call, here)
         try:
             plan = planner(call)
@@ -237,7 +226,7 @@ def resolve(
         )
         active.pop()
         index = len(nodes)
-        getters = tuple((b.name, g) for b in plan.binders if (g := getter(b)) is not None)
+        path, getters = _injected(plan, getter)
         nodes.append(
             Node(
                 call,
@@ -248,6 +237,8 @@ def resolve(
                 needs,
                 marker.teardown_timeout or teardown_timeout,
                 _suspends(call, kind),
+                Source.NURSERY in plan.sources,
+                path,
             )
         )
         if marker.cache:
@@ -255,7 +246,7 @@ def resolve(
         return index
 
     active: list[tuple[Callable[..., Any], str]] = []
-    app_scoped: list[tuple[Callable[..., Any], bool]] = []
+    app_scoped: dict[Callable[..., Any], int] = {}
     needs: list[tuple[str | None, int]] = [(None, visit(marker, [root])) for marker in extra]
     needs += [(b.name, visit(b.body_type, [root])) for b in wanted]  # type: ignore[arg-type]
     data = collect(root_plan, "", root)
@@ -277,85 +268,30 @@ def resolve(
         assert graph is not None  # the same markers
         return graph
 
+    path, getters = _injected(root_plan, getter)
+    set_up = compile_setup(
+        root,
+        tuple(nodes),
+        path=path,
+        getters=getters,
+        data=data,
+        needs=tuple((name, index) for name, index in needs if name is not None),
+    )
     plan = BindingPlan(tuple(data_binders))
-    return Graph(tuple(nodes), plan, data, tuple(needs), rebuild, tuple(app_scoped))
+    return Graph(tuple(nodes), plan, data, tuple(needs), rebuild, set_up, tuple(app_scoped))
 
 
-class DependencySettings:
-    """The app's side of dependencies (a base of :class:`~trioweb.App`).
-
-    Attributes:
-        teardown_timeout: Default seconds a teardown may take, shielded.
-        dependencies: Run for every route, after ``before_request``.
-        dependency_overrides: ``{dependency: stand-in}``, for tests.
-        state: App-wide resources, set up in lifespan.
-    """
-
-    def __init__(self, teardown_timeout: float, dependencies: Sequence[Depends]) -> None:
-        if not teardown_timeout > 0:
-            raise ValueError("teardown_timeout must be a positive number of seconds")
-        self.teardown_timeout = teardown_timeout
-        self.dependencies = tuple(dependencies)
-        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
-        self.state = State()
-        self._app_scoped: dict[Callable[..., Any], bool] = {}  # in first-declared order
-        self._app_values: dict[Callable[..., Any], object] = {}
-
-    def add_app_scoped(self, graph: Graph | None) -> None:
-        """Remember the scope="app" dependencies of a route's graph, for startup."""
-        if graph is not None:
-            for call, takes_app in graph.app_scoped:
-                self._app_scoped.setdefault(call, takes_app)
-
-    def app_value(self, call: Callable[..., Any]) -> object:
-        """The value of a scope="app" dependency, set up at startup."""
-        try:
-            return self._app_values[call]
-        except KeyError:
-            raise RuntimeError(
-                f"app-scoped dependency {describe_callable(call)} is not set up: "
-                "the app's lifespan has not started (serve it, or use TestClient)"
-            ) from None
-
-    def lifespan_with_dependencies(
-        self, inner: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None
-    ) -> Callable[[], contextlib.AbstractAsyncContextManager[object]] | None:
-        """The lifespan context, with the scope="app" dependencies inside it."""
-        if not self._app_scoped:
-            return inner
-
-        @contextlib.asynccontextmanager
-        async def context() -> AsyncIterator[None]:
-            async with contextlib.AsyncExitStack() as stack:
-                if inner is not None:
-                    await stack.enter_async_context(inner())
-                stack.callback(self._app_values.clear)
-                for call, takes_app in self._app_scoped.items():
-                    made = call(self) if takes_app else call()
-                    if inspect.isasyncgen(made):
-                        value = await stack.enter_async_context(_generator_context(made))
-                    elif hasattr(made, "__aenter__"):
-                        value = await stack.enter_async_context(made)
-                    else:
-                        value = await made if inspect.isawaitable(made) else made
-                    self._app_values[call] = value
-                yield  # torn down in reverse, after app.nursery has drained
-
-        return context
-
-
-@contextlib.asynccontextmanager
-async def _generator_context(generator: Any) -> AsyncIterator[object]:
-    async with contextlib.aclosing(generator):
-        value = await generator.__anext__()
-        try:
-            yield value
-        except BaseException as error:
-            with contextlib.suppress(StopAsyncIteration):
-                await generator.athrow(error)
-            raise
-        with contextlib.suppress(StopAsyncIteration):
-            await generator.__anext__()
+def _injected(
+    plan: BindingPlan, getter: Callable[[Any], Getter | None]
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, Getter], ...]]:
+    """(parameter, key) of the path parameters and (parameter, getter) of the injected objects."""
+    path = tuple((b.name, b.key) for b in plan.binders if b.source is Source.PATH)
+    getters = tuple(
+        (b.name, g)
+        for b in plan.binders
+        if b.source is not Source.PATH and (g := getter(b)) is not None
+    )
+    return path, getters
 
 
 def route_graph(

@@ -139,7 +139,9 @@ class Endpoint:
 
     @needs_nursery.default
     def _needs_nursery(self) -> bool:
-        return Source.NURSERY in self.plan.sources
+        # A dependency's nursery is the request's too: open before the setup.
+        graph = self.dependencies
+        return Source.NURSERY in self.plan.sources or (graph is not None and graph.needs_nursery)
 
     @params_are_kwargs.default
     def _params_are_kwargs(self) -> bool:

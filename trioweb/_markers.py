@@ -14,8 +14,10 @@ class Depends:
     """Marks a parameter as the value of a dependency: ``Annotated[Conn, Depends(connection)]``.
 
     ``dependency`` is an async function, an async generator function (setup,
-    ``yield`` the value, teardown), an async context manager factory, or a
-    sync function that cannot block. It takes parameters as a handler does.
+    ``yield`` the value, teardown), an async context manager factory (an
+    ``@asynccontextmanager`` function or a class), or a sync function that
+    cannot block (what it returns is the value, never entered). It takes
+    parameters as a handler does; HTTP and WebSocket routes both take them.
     See :mod:`trioweb._depends` for when setup and teardown run.
 
     Args:

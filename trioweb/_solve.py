@@ -6,17 +6,25 @@ route is declared; this module only computes values and runs teardowns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any, final
 
 import trio
 
-from ._depends import Graph, Kind, Node
+from ._depends import Graph
 from ._getters import extract
 from ._response import Response, to_response
+from ._setup_code import Kind, Node
 
 logger = logging.getLogger("trioweb")
+
+
+_GENERATOR = Kind.GENERATOR
+_NO_VALUES: dict[str, object] = {}
+#: A dependency's exit: (its node, the generator or context manager to finish).
+Exit = tuple[Node, Any]
 
 
 @final
@@ -25,11 +33,8 @@ class Teardowns:
 
     __slots__ = ("_exits",)
 
-    def __init__(self) -> None:
-        self._exits: list[tuple[Node, Any]] = []
-
-    def push(self, node: Node, handle: Any) -> None:
-        self._exits.append((node, handle))
+    def __init__(self, exits: list[Exit] | None = None) -> None:
+        self._exits: list[Exit] = [] if exits is None else exits
 
     async def after(self, sending: Awaitable[None] | None) -> None:
         """Await ``sending`` (a stream or file, to its last byte), then unwind.
@@ -62,13 +67,6 @@ class Teardowns:
             node, handle = self._exits.pop()
             if not node.suspends:  # it cannot yield to Trio, so nothing can cancel it
                 try:
-                    if error is None and node.kind is Kind.GENERATOR:  # the hot path, inline
-                        try:
-                            await handle.__anext__()
-                        except StopAsyncIteration:
-                            continue
-                        await handle.aclose()
-                        raise RuntimeError(f"dependency {node.name} yielded more than once")
                     await _exit(node, handle, error)
                 except Exception as raised:
                     failure = _failed(node, raised, error, failure)
@@ -94,6 +92,37 @@ class Teardowns:
             raise failure
 
 
+def unwind_now(exits: list[Exit]) -> None:
+    """:meth:`Teardowns.unwind` after a success, for exits that cannot suspend.
+
+    Every exit of a graph none of whose nodes can suspend is an async
+    generator with no ``await``: each is driven to its end here, synchronously,
+    with no coroutine, shield or deadline, which nothing could use.
+
+    Raises:
+        Exception: The first teardown failure (the others are logged).
+    """
+    failure: Exception | None = None
+    while exits:
+        node, generator = exits.pop()
+        try:
+            generator.asend(None).send(None)
+        except StopAsyncIteration:
+            continue
+        except StopIteration:  # it yielded again: close it, it is a bug
+            failure = _failed(node, _yielded_twice(node, generator), None, failure)
+        except Exception as raised:
+            failure = _failed(node, raised, None, failure)
+    if failure is not None:
+        raise failure
+
+
+def _yielded_twice(node: Node, generator: Any) -> RuntimeError:
+    with contextlib.suppress(StopIteration, StopAsyncIteration):
+        generator.aclose().send(None)
+    return RuntimeError(f"dependency {node.name} yielded more than once")
+
+
 def _failed(
     node: Node, raised: BaseException, error: BaseException | None, failure: Exception | None
 ) -> Exception | None:
@@ -111,10 +140,10 @@ def _failed(
 
 
 async def _exit(node: Node, handle: Any, error: BaseException | None) -> None:
-    if node.kind is Kind.GENERATOR:
+    if node.kind is _GENERATOR:
         try:
             if error is None:
-                await handle.__anext__()
+                await handle.asend(None)
             else:
                 await handle.athrow(error)
         except StopAsyncIteration:
@@ -127,25 +156,21 @@ async def _exit(node: Node, handle: Any, error: BaseException | None) -> None:
         raise error
 
 
-async def enter(node: Node, kwargs: dict[str, object], teardowns: Teardowns) -> object:
-    """Set up one dependency: its value, its teardown pushed on ``teardowns``."""
-    kind = node.kind
-    if kind is Kind.COROUTINE:
-        return await node.call(**kwargs)
-    if kind is Kind.GENERATOR:
-        generator = node.call(**kwargs)
-        try:
-            value = await generator.__anext__()
-        except StopAsyncIteration:
-            raise RuntimeError(f"dependency {node.name} did not yield") from None
-        teardowns.push(node, generator)
-        return value
-    made = node.call(**kwargs)
-    if kind is Kind.CONTEXT or hasattr(made, "__aenter__"):
-        value = await made.__aenter__()
-        teardowns.push(node, made)
-        return value
-    return made
+def request_values(side: Any, graph: Graph, body: bytes | None) -> dict[str, object]:
+    """The request's query, header, cookie and body values for the whole graph.
+
+    Raises:
+        HTTPError: 400, 415 or 422 for bad data anywhere in the graph.
+    """
+    if not graph.plan.getters:
+        return _NO_VALUES
+    scope = side.scope
+    return extract(
+        graph.plan,
+        query_string=scope.get("query_string", b""),
+        raw_headers=scope.get("headers", ()),
+        body=body,
+    )
 
 
 async def call_with_dependencies(side: Any) -> Any:
@@ -153,8 +178,7 @@ async def call_with_dependencies(side: Any) -> Any:
 
     For a plain response the teardowns run here, before it is sent; for a
     stream or a file they are left on ``side.teardowns`` for after its last
-    byte. Per request, this only loops over what was decided at declaration;
-    the common kinds are written out here, a frame less per dependency.
+    byte. Per request, this only loops over what was decided at declaration.
 
     Raises:
         HTTPError: 400, 415 or 422 for bad data anywhere in the graph (before
@@ -167,51 +191,27 @@ async def call_with_dependencies(side: Any) -> Any:
     """
     endpoint = side.endpoint
     graph: Graph = endpoint.dependencies
-    if side.app.dependency_overrides:
-        graph = graph.with_overrides(side.app.dependency_overrides)
-    teardowns = Teardowns()
+    app = side.app
+    if app.dependency_overrides:
+        graph = app.graph_with_overrides(graph)
+    exits: list[Exit] = []
     try:
-        if graph.plan.getters:
-            scope = side.scope
-            values = extract(
-                graph.plan,
-                query_string=scope.get("query_string", b""),
-                raw_headers=scope.get("headers", ()),
-                body=await side.read_body() if graph.plan.needs_body else None,
-            )
-        results: list[object] = []
-        for node in graph.nodes:
-            kwargs = {name: get(side) for name, get in node.getters} if node.getters else {}
-            for name, key in node.data:
-                kwargs[name] = values[key]
-            for name, index in node.needs:
-                kwargs[name] = results[index]
-            kind = node.kind
-            if kind is Kind.GENERATOR:
-                generator = node.call(**kwargs)
-                try:
-                    results.append(await generator.__anext__())
-                except StopAsyncIteration:
-                    raise RuntimeError(f"dependency {node.name} did not yield") from None
-                teardowns.push(node, generator)
-            elif kind is Kind.COROUTINE:
-                results.append(await node.call(**kwargs))
-            elif kind is Kind.APP:
-                results.append(side.app.app_value(node.call))
-            else:
-                results.append(await enter(node, kwargs, teardowns))
-        handler_kwargs: dict[str, object] = endpoint.injected(side) if endpoint.getters else {}
-        for name, key in graph.data:
-            handler_kwargs[name] = values[key]
-        for param, index in graph.needs:
-            if param is not None:
-                handler_kwargs[param] = results[index]
-        response = to_response(await endpoint.handler(**handler_kwargs), endpoint.status_code)
+        plan = graph.plan
+        if plan.getters:
+            body = await side.read_body() if plan.needs_body else None
+            values = request_values(side, graph, body)
+        else:
+            values = _NO_VALUES
+        kwargs = await graph.set_up(side, values, exits)
+        response = to_response(await endpoint.handler(**kwargs), endpoint.status_code)
     except BaseException as error:
-        await teardowns.unwind(error)
+        await Teardowns(exits).unwind(error)
         raise
-    if isinstance(response, Response):
-        await teardowns.unwind(None)
-    else:
-        side.teardowns = teardowns
+    if exits:
+        if not isinstance(response, Response):
+            side.teardowns = Teardowns(exits)  # a stream or file: after its last byte
+        elif graph.suspends:
+            await Teardowns(exits).unwind(None)
+        else:
+            unwind_now(exits)
     return response

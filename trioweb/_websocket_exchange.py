@@ -21,6 +21,8 @@ from typing import Any
 
 import trio
 
+from ._binding import Source
+from ._depends import Graph
 from ._endpoint import Endpoint, Hooks
 from ._errors import HTTPError, WebSocketStateError
 from ._exchange import Exchange, Receive, Send
@@ -29,6 +31,7 @@ from ._hypercorn import disconnect_reason
 from ._outcome import DisconnectReason, Outcome
 from ._pipeline import request_data
 from ._response import error_response, to_response
+from ._solve import Exit, Teardowns, request_values
 from ._websocket import WebSocket, WebSocketState
 
 if sys.version_info < (3, 11):
@@ -146,6 +149,8 @@ class WebSocketExchange(Exchange):
 
     async def _run_handler(self, websocket: WebSocket) -> bool:
         failed = False
+        endpoint = self.endpoint
+        graph = endpoint.dependencies
         try:
             for before in self.hooks.before_websocket:
                 refusal = await before(websocket)
@@ -153,7 +158,12 @@ class WebSocketExchange(Exchange):
                     await self._refuse(refusal)
                     return False
             # Checked before the handshake; injected objects are bound in the scope.
-            data = request_data(self, None) if self.endpoint.plan.data_binders else {}
+            if graph is not None:
+                if self.app.dependency_overrides:  # type: ignore[attr-defined]
+                    graph = self.app.graph_with_overrides(graph)  # type: ignore[attr-defined]
+                data = request_values(self, graph, None)
+            else:
+                data = request_data(self, None) if endpoint.plan.data_binders else {}
         except HTTPError as error:
             # Query, header or cookie values that do not fit: refuse the handshake.
             await self._refuse(error_response(error))
@@ -161,12 +171,14 @@ class WebSocketExchange(Exchange):
         try:
             with trio.CancelScope() as cancel_scope:
                 self.cancel_scope = cancel_scope
-                if self.endpoint.needs_nursery:
+                if graph is not None:
+                    await self._with_dependencies(graph, data)
+                elif endpoint.needs_nursery:
                     async with trio.open_nursery() as nursery:
                         self.nursery = nursery
-                        await self.endpoint.handler(**self.endpoint.injected(self), **data)
+                        await endpoint.handler(**endpoint.injected(self), **data)
                 else:
-                    await self.endpoint.handler(**self.endpoint.injected(self), **data)
+                    await endpoint.handler(**endpoint.injected(self), **data)
         except Exception as error:
             failed = True
             self._fail(error)
@@ -184,6 +196,60 @@ class WebSocketExchange(Exchange):
         elif state is WebSocketState.CONNECTED:
             await self.send({"type": "websocket.close", "code": 1011 if failed else 1000})
         return cancel_scope.cancelled_caught
+
+    async def _with_dependencies(self, graph: Graph, values: dict[str, object]) -> None:
+        """Set the dependencies up, run the handler, tear them down (shielded).
+
+        They are set up after the ``before_websocket`` hooks and before the
+        handler, so before the handshake is accepted: an HTTPError raised in a
+        setup (an auth dependency's 401) refuses it with that status. They are
+        torn down when the handler has ended, and the tasks of its nursery
+        with it, before trioweb's close: one that fails makes it 1011. A
+        dependency that takes the nursery needs it open first, so then the
+        nursery holds the whole graph, and the teardown runs when the handler
+        returns, before the nursery's tasks end.
+
+        Cancellation:
+            The client leaving, an abort or shutdown cancel the setup or the
+            handler; ``trio.Cancelled`` is thrown into each generator, and
+            every teardown runs shielded, bounded by its ``teardown_timeout``.
+        """
+        if graph.needs_nursery:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                await self._set_up_and_run(graph, values, ())
+        else:
+            await self._set_up_and_run(graph, values, self._nursery_parameters)
+
+    async def _set_up_and_run(
+        self, graph: Graph, values: dict[str, object], nursery_parameters: tuple[str, ...]
+    ) -> None:
+        exits: list[Exit] = []
+        try:
+            try:
+                kwargs = await graph.set_up(self, values, exits)
+            except HTTPError as error:
+                if self.websocket.state is not WebSocketState.CONNECTING:
+                    raise
+                await Teardowns(exits).unwind(error)
+                await self._refuse(error_response(error))
+                return
+            if nursery_parameters:  # the handler's own nursery, open while it runs
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    kwargs.update(dict.fromkeys(nursery_parameters, nursery))
+                    await self.endpoint.handler(**kwargs)
+            else:
+                await self.endpoint.handler(**kwargs)
+        except BaseException as error:
+            await Teardowns(exits).unwind(error)
+            raise
+        await Teardowns(exits).unwind(None)
+
+    @property
+    def _nursery_parameters(self) -> tuple[str, ...]:
+        plan = self.endpoint.plan
+        return tuple(b.name for b in plan.binders if b.source is Source.NURSERY)
 
     def _fail(self, error: BaseException) -> None:
         self._outcome = Outcome.FAILED
