@@ -30,7 +30,6 @@ own handle, on an error or Ctrl-C too.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -43,7 +42,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import trio
-from wire import running
+from wire import get_json, running
 
 WAIT = 60  # seconds: the bound of any wait that is not a measurement
 POLL = 0.05  # seconds between two looks at a server's /stats
@@ -124,20 +123,7 @@ async def serving(name: str, host: str, args: list[str]) -> AsyncIterator[int]:
 
 async def seen(host: str, port: int) -> dict[str, dict[str, Any]]:
     """What the server's handlers recorded (``Holds.seen`` in servers.py)."""
-    stream = await trio.open_tcp_stream(host, port)
-    async with stream:
-        await stream.send_all(b"GET /stats HTTP/1.1\r\nhost: x\r\n\r\n")
-        with trio.fail_after(WAIT):
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive_some(1 << 20)
-            head, _, body = data.partition(b"\r\n\r\n")
-            found = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
-            if found is None:
-                raise RuntimeError(f"no content-length in {head!r}")
-            while len(body) < int(found.group(1)):
-                body += await stream.receive_some(1 << 20)
-    result: dict[str, dict[str, Any]] = json.loads(body)["seen"]
+    result: dict[str, dict[str, Any]] = (await get_json(port, "/stats", host))["seen"]
     return result
 
 

@@ -79,8 +79,8 @@ async def running(name: str, *args: str) -> AsyncIterator[tuple[int, int]]:
             await process.stdout.aclose()
 
 
-async def get_json(port: int, path: str) -> Any:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def get_json(port: int, path: str, host: str = "127.0.0.1") -> Any:
+    stream = await trio.open_tcp_stream(host, port)
     async with stream:
         await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
         # Read by content-length: not every peer closes after "connection: close".

@@ -1,4 +1,5 @@
-"""Counting a Trio run's tasks: the leak checks' baseline."""
+"""Helpers for tests that wait on a Trio run: its task count (the leak checks'
+baseline), and a log a test can wait on."""
 
 from __future__ import annotations
 
@@ -23,3 +24,21 @@ def live_tasks() -> list[trio.lowlevel.Task]:
 def task_count() -> int:
     """How many tasks this Trio run has."""
     return len(live_tasks())
+
+
+class EventLog(list[str]):
+    """A log a test can wait on: each append wakes the waiters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = trio.Event()
+
+    def append(self, entry: str) -> None:
+        super().append(entry)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, entry: str) -> None:
+        with trio.fail_after(10):
+            while entry not in self:
+                await self._changed.wait()

@@ -33,6 +33,8 @@ from trioweb import (
 )
 from trioweb.testing import TestClient
 
+from .tasks import EventLog
+
 
 def warnings_and_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "trioweb" and r.levelno >= logging.WARNING]
@@ -586,24 +588,6 @@ async def test_view_attribute_dependency_is_bound_per_request() -> None:
 
 
 # ---- over the wire ----
-
-
-class EventLog(list[str]):
-    """A log a test can wait on: each append wakes the waiters."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._changed = trio.Event()
-
-    def append(self, entry: str) -> None:
-        super().append(entry)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for(self, entry: str) -> None:
-        with trio.fail_after(10):
-            while entry not in self:
-                await self._changed.wait()
 
 
 WIRE_LOG = EventLog()

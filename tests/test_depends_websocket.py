@@ -33,23 +33,7 @@ from trioweb import (
 from trioweb.testing import TestClient, WebSocketRejected
 from trioweb.testing._asgi_scope import websocket_scope
 
-
-class EventLog(list[str]):
-    """A log a test can wait on: each append wakes the waiters."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._changed = trio.Event()
-
-    def append(self, entry: str) -> None:
-        super().append(entry)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for(self, entry: str) -> None:
-        with trio.fail_after(10):
-            while entry not in self:
-                await self._changed.wait()
+from .tasks import EventLog
 
 
 def chat_app(log: list[str], *, teardown_timeout: float | None = None) -> App:
